@@ -1,0 +1,57 @@
+"""Settings in one place: every value has a default that works on a laptop and can be overridden from the environment.
+
+Contact points are settings, not knowledge: each deployment (county, community) sets its own, and the assistant names
+them wherever the source gives no figure.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return value.strip() if value and value.strip() else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    # the place this deployment serves; the place resolver measures work regions from here
+    province: str = field(default_factory=lambda: _env("ANJU_PROVINCE", "山西省"))
+    city: str = field(default_factory=lambda: _env("ANJU_CITY", "忻州市"))
+    county: str = field(default_factory=lambda: _env("ANJU_COUNTY", "岢岚县"))
+    # who residents are sent to; phone and hours stay empty until the office sets them: we never invent one
+    service_desk: str = field(default_factory=lambda: _env("ANJU_SERVICE_DESK", "社区居委会便民服务窗口"))
+    service_phone: str = field(default_factory=lambda: _env("ANJU_SERVICE_PHONE", ""))
+    office_hours: str = field(default_factory=lambda: _env("ANJU_OFFICE_HOURS", ""))
+    employment_contact: str = field(
+        default_factory=lambda: _env("ANJU_EMPLOYMENT_CONTACT", "社区就业服务窗口或县人社部门")
+    )
+    education_contact: str = field(
+        default_factory=lambda: _env("ANJU_EDUCATION_CONTACT", "县教育部门或孩子要去的学校")
+    )
+    medical_contact: str = field(default_factory=lambda: _env("ANJU_MEDICAL_CONTACT", "县医疗保障部门或社区卫生院"))
+    migration_contact: str = field(
+        default_factory=lambda: _env("ANJU_MIGRATION_CONTACT", "社区的迁出地跟进服务专柜")
+    )
+    knowledge_dir: Path = field(default_factory=lambda: Path(_env("ANJU_KNOWLEDGE_DIR", str(ROOT / "knowledge"))))
+
+    def contact_placeholders(self) -> dict[str, str]:
+        """The {placeholders} that knowledge answers may use."""
+        contact = self.service_desk + (f"（电话 {self.service_phone}）" if self.service_phone else "")
+        return {
+            "contact": contact,
+            "hours_line": f"办公时间：{self.office_hours}。" if self.office_hours else "",
+            "employment_contact": self.employment_contact,
+            "education_contact": self.education_contact,
+            "medical_contact": self.medical_contact,
+            "migration_contact": self.migration_contact,
+        }
+
+
+def load() -> Settings:
+    """Read the settings from the environment now (tests change the environment between calls)."""
+    return Settings()
