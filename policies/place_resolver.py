@@ -157,7 +157,7 @@ class PlaceMatcher:
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR, is_trainable=True)
 class PlaceResolver(GraphComponent, EntityExtractorMixin):
-    """Adds `place` (the place's full path) and `work_region` (县内 / 县外省内 / 省外) entities."""
+    """Adds a `work_region` entity (县内 / 县外省内 / 省外) over the place the resident works in."""
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
@@ -245,30 +245,16 @@ class PlaceResolver(GraphComponent, EntityExtractorMixin):
 
     def process(self, messages: List[Message]) -> List[Message]:
         for message in messages:
-            matches, work, region = self.resolve(message.get(TEXT) or "")
-            if not matches:
+            _, work, region = self.resolve(message.get(TEXT) or "")
+            if not (work and region):
                 continue
-            entities = [
-                {
-                    "entity": "place",
-                    "value": m.path.split("|")[-1] if not m.path.startswith("region:") else m.text,
-                    "start": m.start,
-                    "end": m.end,
-                    "confidence": 1.0,
-                    "extractor": self.__class__.__name__,
-                }
-                for m in matches
-            ]
-            if work and region:
-                entities.append(
-                    {
-                        "entity": "work_region",
-                        "value": region,
-                        "start": work.start,
-                        "end": work.end,
-                        "confidence": 1.0,
-                        "extractor": self.__class__.__name__,
-                    }
-                )
-            message.set(ENTITIES, message.get(ENTITIES, []) + entities, add_to_output=True)
+            entity = {
+                "entity": "work_region",
+                "value": region,
+                "start": work.start,
+                "end": work.end,
+                "confidence": 1.0,
+                "extractor": self.__class__.__name__,
+            }
+            message.set(ENTITIES, message.get(ENTITIES, []) + [entity], add_to_output=True)
         return messages
