@@ -44,7 +44,7 @@ shell: train ## talk to the assistant in this terminal
 	trap "kill $$pid 2>/dev/null" EXIT; \
 	$(RASA) shell --model $(MODEL) --endpoints endpoints.yml --quiet
 
-test: install test-unit train validate test-nlu test-conversations ## everything below, as CI runs it
+test: install lint test-unit train validate test-nlu test-conversations ## everything below, as CI runs it
 	ANJU_MODEL=$(MODEL) $(PY) -m pytest -q tests -m e2e
 
 test-unit: install ## unit tests (no trained model needed)
@@ -63,6 +63,7 @@ test-conversations: train ## YAML conversation tests, every prediction must be r
 
 lint: install ## ruff over the Python code
 	$(VENV)/bin/ruff check actions bot policies tests tools/*.py
+	$(VENV)/bin/ruff format --check actions bot policies tests tools/*.py
 
 lock: ## re-resolve requirements.in into requirements.lock (needs the registry; takes minutes)
 	@py=$$(tools/find-python310); rm -rf /tmp/anju-lock && "$$py" -m venv /tmp/anju-lock && \

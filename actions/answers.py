@@ -1,4 +1,5 @@
 """action_answer: says the knowledge entry for the resident's question, and keeps the topic for follow-ups."""
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Text

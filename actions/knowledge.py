@@ -2,13 +2,14 @@
 
 The file is re-read when it changes on disk, so staff edits take effect without restarting anything.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 import yaml
 
@@ -42,7 +43,7 @@ class Entry:
     variants: Mapping[str, Mapping[str, str]]
     facts: Mapping[str, Any]
     buttons: List[Any]
-    source: Optional[Mapping[str, Any]]
+    source: Mapping[str, Any] | None
 
     @property
     def is_topic(self) -> bool:
@@ -62,7 +63,7 @@ class Knowledge:
         self._by_title = {e.title: e for e in entries.values()}
 
     @classmethod
-    def from_dir(cls, directory: Path) -> "Knowledge":
+    def from_dir(cls, directory: Path) -> Knowledge:
         answers = _read_yaml(directory / "answers.yml").get("answers") or {}
         sources = _read_yaml(directory / "sources.yml").get("sources") or {}
         entries: Dict[str, Entry] = {}
@@ -72,9 +73,8 @@ class Knowledge:
                 if not raw.get(required):
                     raise KnowledgeError(f"answers.yml: entry '{entry_id}' has no '{required}'")
             if raw["intent"] in seen_intents:
-                raise KnowledgeError(
-                    f"answers.yml: entries '{seen_intents[raw['intent']]}' and '{entry_id}' share intent {raw['intent']}"
-                )
+                first = seen_intents[raw["intent"]]
+                raise KnowledgeError(f"answers.yml: entries '{first}' and '{entry_id}' share intent {raw['intent']}")
             seen_intents[raw["intent"]] = entry_id
             source = raw.get("source")
             if source is not None and source.get("id") not in sources:
@@ -91,14 +91,14 @@ class Knowledge:
             )
         return cls(entries, sources)
 
-    def for_intent(self, intent: Optional[str]) -> Optional[Entry]:
+    def for_intent(self, intent: str | None) -> Entry | None:
         return self._by_intent.get(intent or "")
 
     def reply(
         self,
-        intent: Optional[str],
+        intent: str | None,
         entities: Mapping[str, str],
-        topic: Optional[str],
+        topic: str | None,
         placeholders: Mapping[str, str],
     ) -> Reply:
         """What to say for an intent, given the entities of the message and the topic of the last answer."""
@@ -120,7 +120,7 @@ class Knowledge:
             text += f"\n（依据：{source['short']}）"
         return Reply(entry.id, text, [self._button(b) for b in entry.buttons])
 
-    def _follow_up_entry(self, entities: Mapping[str, str], topic: Optional[str]) -> Optional[Entry]:
+    def _follow_up_entry(self, entities: Mapping[str, str], topic: str | None) -> Entry | None:
         current = self.entries.get(topic or "")
         for kind, value in entities.items():
             if current and value in current.variants.get(kind, {}):
@@ -162,7 +162,7 @@ _lock = threading.Lock()
 _cache: Dict[Path, tuple] = {}
 
 
-def load(directory: Optional[Path] = None) -> Knowledge:
+def load(directory: Path | None = None) -> Knowledge:
     """The knowledge in `directory` (default: the settings' knowledge_dir), re-read when a file there changes."""
     directory = Path(directory or settings_module.load().knowledge_dir)
     stamp = tuple((p.name, p.stat().st_mtime_ns) for p in sorted(directory.glob("*.yml")))

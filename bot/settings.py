@@ -3,6 +3,7 @@
 Contact points are settings, not knowledge: each deployment (county, community) sets its own, and the assistant names
 them wherever the source gives no figure.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,13 +31,9 @@ class Settings:
     employment_contact: str = field(
         default_factory=lambda: _env("ANJU_EMPLOYMENT_CONTACT", "社区就业服务窗口或县人社部门")
     )
-    education_contact: str = field(
-        default_factory=lambda: _env("ANJU_EDUCATION_CONTACT", "县教育部门或孩子要去的学校")
-    )
+    education_contact: str = field(default_factory=lambda: _env("ANJU_EDUCATION_CONTACT", "县教育部门或孩子要去的学校"))
     medical_contact: str = field(default_factory=lambda: _env("ANJU_MEDICAL_CONTACT", "县医疗保障部门或社区卫生院"))
-    migration_contact: str = field(
-        default_factory=lambda: _env("ANJU_MIGRATION_CONTACT", "社区的迁出地跟进服务专柜")
-    )
+    migration_contact: str = field(default_factory=lambda: _env("ANJU_MIGRATION_CONTACT", "社区的迁出地跟进服务专柜"))
     knowledge_dir: Path = field(default_factory=lambda: Path(_env("ANJU_KNOWLEDGE_DIR", str(ROOT / "knowledge"))))
 
     def contact_placeholders(self) -> dict[str, str]:

@@ -3,13 +3,14 @@
 Traditional → simplified (OpenCC), full-width → half-width (NFKC), Chinese numerals → digits where they count
 something (三个月 → 3个月), emoji and stray spacing removed. Entity offsets in training data follow the text.
 """
+
 from __future__ import annotations
 
 import logging
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Text, Tuple
+from typing import Any, Dict, List, Text, Tuple
 
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
@@ -30,15 +31,15 @@ _MEASURES = r"个月|个|月|年|元|块|岁|人|户|口|天|周|星期|次(?!�
 _QUANTITY = re.compile(rf"[{_NUMERAL}]+(?=(?:{_MEASURES}))")
 # pictographs, dingbats, flags, variation selectors, zero-width joiners and keycaps
 _EMOJI = re.compile(
-    "[\U0001F000-\U0001FAFF\U00002600-\U000027BF\U0001F1E6-\U0001F1FF\U00002B00-\U00002BFF"
-    "\U0000FE00-\U0000FE0F\U0000200D\U000020E3\U0000231A-\U0000231B\U000023E9-\U000023FA]"
+    "[\U0001f000-\U0001faff\U00002600-\U000027bf\U0001f1e6-\U0001f1ff\U00002b00-\U00002bff"
+    "\U0000fe00-\U0000fe0f\U0000200d\U000020e3\U0000231a-\U0000231b\U000023e9-\U000023fa]"
 )
 _CJK = r"\u3000-\u303f\u3400-\u9fff\uff00-\uffef"
 # a space with Chinese (or Chinese punctuation) on either side carries no meaning: voice input puts them anywhere
 _SPACE_NEAR_CJK = re.compile(rf"(?<=[{_CJK}])\s+|\s+(?=[{_CJK}])")
 
 
-def chinese_to_int(numeral: str) -> Optional[int]:
+def chinese_to_int(numeral: str) -> int | None:
     """三 → 3, 十二 → 12, 二十 → 20, 一百零五 → 105, 三万五千 → 35000.
 
     None when it is not a single number: 两三 (个月) and 五六 (个人) are ranges and stay as they are."""
@@ -155,7 +156,7 @@ class ChineseNormalizer(GraphComponent):
         model_storage: ModelStorage,
         resource: Resource,
         execution_context: ExecutionContext,
-    ) -> "ChineseNormalizer":
+    ) -> ChineseNormalizer:
         return cls(config, model_storage, resource)
 
     @classmethod
@@ -166,7 +167,7 @@ class ChineseNormalizer(GraphComponent):
         resource: Resource,
         execution_context: ExecutionContext,
         **kwargs: Any,
-    ) -> "ChineseNormalizer":
+    ) -> ChineseNormalizer:
         try:
             with model_storage.read_from(resource) as directory:
                 stored = read_json_file(directory / "normalizer.json")

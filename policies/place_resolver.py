@@ -6,13 +6,14 @@ instance (so the gazetteer's words never leak into the tokenizer's global dictio
 gazetteer in knowledge/places.yml. Training stores the patterns in the model, so a model resolves places exactly as it
 did when it was trained.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Text, Tuple
+from typing import Any, Dict, Iterable, List, Text, Tuple
 
 import yaml
 from rasa.engine.graph import ExecutionContext, GraphComponent
@@ -51,7 +52,7 @@ class PlaceMatch:
     path: str
 
 
-def _short_form(name: str) -> Optional[str]:
+def _short_form(name: str) -> str | None:
     for suffix in _SUFFIXES:
         if name.endswith(suffix) and len(name) - len(suffix) >= 2:
             return name[: -len(suffix)]
@@ -100,7 +101,7 @@ def build_patterns(gazetteer: Dict[str, Any]) -> List[Dict[str, str]]:
     return [{"label": "PLACE", "pattern": name, "id": path} for name, path in patterns.items()]
 
 
-def region_of(path: str, served: Served) -> Optional[str]:
+def region_of(path: str, served: Served) -> str | None:
     """县内 / 县外省内 / 省外 for a matched place, seen from the served county."""
     if path.startswith("region:"):
         return path.split(":", 1)[1]
@@ -114,7 +115,7 @@ def region_of(path: str, served: Served) -> Optional[str]:
     return PROVINCE_NOT_COUNTY
 
 
-def pick_work_place(text: str, matches: List[PlaceMatch]) -> Optional[PlaceMatch]:
+def pick_work_place(text: str, matches: List[PlaceMatch]) -> PlaceMatch | None:
     """The place the resident works in: the one nearest a work word ("老家宋家沟的，现在在太原打工" → 太原)."""
     if not matches:
         return None
@@ -175,8 +176,8 @@ class PlaceResolver(GraphComponent, EntityExtractorMixin):
         config: Dict[Text, Any],
         model_storage: ModelStorage,
         resource: Resource,
-        patterns: Optional[List[Dict[str, str]]] = None,
-        served: Optional[Served] = None,
+        patterns: List[Dict[str, str]] | None = None,
+        served: Served | None = None,
     ) -> None:
         self._config = config
         self._model_storage = model_storage
@@ -197,7 +198,7 @@ class PlaceResolver(GraphComponent, EntityExtractorMixin):
         model_storage: ModelStorage,
         resource: Resource,
         execution_context: ExecutionContext,
-    ) -> "PlaceResolver":
+    ) -> PlaceResolver:
         return cls(config, model_storage, resource)
 
     @classmethod
@@ -208,7 +209,7 @@ class PlaceResolver(GraphComponent, EntityExtractorMixin):
         resource: Resource,
         execution_context: ExecutionContext,
         **kwargs: Any,
-    ) -> "PlaceResolver":
+    ) -> PlaceResolver:
         try:
             with model_storage.read_from(resource) as directory:
                 stored = json.loads((directory / "places.json").read_text(encoding="utf-8"))
@@ -235,7 +236,7 @@ class PlaceResolver(GraphComponent, EntityExtractorMixin):
             )
         return self._resource
 
-    def resolve(self, text: str) -> Tuple[List[PlaceMatch], Optional[PlaceMatch], Optional[str]]:
+    def resolve(self, text: str) -> Tuple[List[PlaceMatch], PlaceMatch | None, str | None]:
         """All places in the text, the one worked in, and its region."""
         if self._matcher is None or not text:
             return [], None, None

@@ -1,4 +1,5 @@
 """Fails (exit 1) when the held-out NLU score is under the bar; prints the per-intent table either way."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """ChineseNormalizer: what it does to residents' text, and that a trained model keeps its options."""
+
 import uuid
 
 import pytest
@@ -40,7 +41,8 @@ def test_normalizes_what_residents_type(text, expected):
 
 
 @pytest.mark.parametrize(
-    "numeral, value", [("三", 3), ("十", 10), ("十二", 12), ("二十", 20), ("一百零五", 105), ("三万五千", 35000), ("两三", None)]
+    "numeral, value",
+    [("三", 3), ("十", 10), ("十二", 12), ("二十", 20), ("一百零五", 105), ("三万五千", 35000), ("两三", None)],
 )
 def test_chinese_numerals(numeral, value):
     assert chinese_to_int(numeral) == value
@@ -84,7 +86,11 @@ def test_training_data_is_normalized_and_entities_move_with_it(storage):
     component = ChineseNormalizer.create(ChineseNormalizer.get_default_config(), storage, Resource("n"), _context())
     text = "😀 那 幼兒園 呢"
     example = Message(
-        data={"text": text, "intent": "follow_up", "entities": [{"start": 4, "end": 7, "value": "幼兒園", "entity": "school_level"}]}
+        data={
+            "text": text,
+            "intent": "follow_up",
+            "entities": [{"start": 4, "end": 7, "value": "幼兒園", "entity": "school_level"}],
+        }
     )
     [out] = component.process_training_data(TrainingData([example])).training_examples
     assert out.get("text") == "那幼儿园呢"

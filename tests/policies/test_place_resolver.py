@@ -1,4 +1,5 @@
 """PlaceResolver: where a resident works, as the region the subsidies are paid by; and its model round trip."""
+
 import uuid
 
 import pytest
