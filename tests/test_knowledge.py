@@ -43,7 +43,8 @@ def _templates(entry):
 
 
 def test_every_intent_has_exactly_one_answer():
-    intents = set(DOMAIN["intents"]) | {"nlu_fallback"}
+    # chitchat is answered by the ResponseSelector from domain.yml; it says nothing about policy
+    intents = (set(DOMAIN["intents"]) - {"chitchat"}) | {"nlu_fallback"}
     answered = {e.intent for e in KNOWLEDGE.entries.values()}
     assert answered == intents
 
@@ -95,9 +96,10 @@ def test_every_button_leads_somewhere():
 
 
 def test_training_and_heldout_examples():
+    base = lambda name: name.split("/")[0]  # noqa: E731 - chitchat/ask_name counts for chitchat
     for intent in DOMAIN["intents"]:
-        assert len(set(TRAINING.get(intent, []))) >= 30, intent
-        assert len(set(HELDOUT.get(intent, []))) >= 10, intent
+        assert len({t for i, lines in TRAINING.items() if base(i) == intent for t in lines}) >= 30, intent
+        assert len({t for i, lines in HELDOUT.items() if base(i) == intent for t in lines}) >= 10, intent
     trained = {text for lines in TRAINING.values() for text in lines}
     leaked = [text for lines in HELDOUT.values() for text in lines if text in trained]
     assert not leaked, f"held-out examples also in data/nlu: {leaked}"
