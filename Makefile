@@ -17,7 +17,7 @@ export PYTHONWARNINGS         := ignore
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install train run shell test test-unit validate test-nlu test-conversations lint lock clean
+.PHONY: help install train run demo-data import shell test test-unit validate test-nlu test-conversations lint lock clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -35,9 +35,16 @@ train: install ## train the model, only if data, config, domain or components ch
 	  $(RASA) train --force --fixed-model-name $$(basename $$model .tar.gz) --out models && \
 	  find models -name 'anju-*.tar.gz' ! -path "$$model" -delete; fi
 
-run: train ## start the action server and the Rasa server (REST channel on :5005) until Ctrl-C
+run: train demo-data ## start the action server and the Rasa server (REST channel on :5005) until Ctrl-C
 	@echo "安居助手 REST channel: http://localhost:$(RASA_PORT)/webhooks/rest/webhook (Ctrl-C stops everything)"
 	ANJU_MODEL=$(MODEL) RASA_PORT=$(RASA_PORT) ACTIONS_PORT=$(ACTIONS_PORT) $(VENV)/bin/honcho start -f Procfile
+
+demo-data: install ## load the fictitious sample ledger in demo/ into the database, if it has no households yet
+	@$(PY) -m actions.importer --households demo/households.csv --members demo/members.csv --only-if-empty
+
+import: install ## import a ledger: make import HOUSEHOLDS=户.csv MEMBERS=成员.xlsx (CSV in UTF-8/GBK, or XLSX)
+	@test -n "$(HOUSEHOLDS)$(MEMBERS)" || { echo "usage: make import HOUSEHOLDS=path MEMBERS=path"; exit 2; }
+	$(PY) -m actions.importer $(if $(HOUSEHOLDS),--households "$(HOUSEHOLDS)") $(if $(MEMBERS),--members "$(MEMBERS)")
 
 shell: train ## talk to the assistant in this terminal
 	@$(RASA) run actions --actions actions --port $(ACTIONS_PORT) --quiet & pid=$$!; \

@@ -1,4 +1,5 @@
 """18-digit resident ID numbers (GB 11643-1999): check digit, birth date and sex. Pure functions, no I/O."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -26,7 +27,7 @@ class IdNumber:
 
 
 def check_digit(first17: str) -> str:
-    return _CHECK[sum(int(d) * w for d, w in zip(first17, _WEIGHTS)) % 11]
+    return _CHECK[sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True)) % 11]
 
 
 def parse_id_number(raw: str) -> IdNumber:

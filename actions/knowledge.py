@@ -76,9 +76,11 @@ class Knowledge:
                 first = seen_intents[raw["intent"]]
                 raise KnowledgeError(f"answers.yml: entries '{first}' and '{entry_id}' share intent {raw['intent']}")
             seen_intents[raw["intent"]] = entry_id
+            for key in ("source", "facts_source"):
+                cited = raw.get(key)
+                if cited is not None and cited.get("id") not in sources:
+                    raise KnowledgeError(f"answers.yml: entry '{entry_id}' cites unknown source '{cited.get('id')}'")
             source = raw.get("source")
-            if source is not None and source.get("id") not in sources:
-                raise KnowledgeError(f"answers.yml: entry '{entry_id}' cites unknown source '{source.get('id')}'")
             entries[entry_id] = Entry(
                 id=entry_id,
                 intent=raw["intent"],

@@ -1,4 +1,5 @@
 """Masking of ID and phone numbers wherever a person or a log can see them. Pure functions plus a logging filter."""
+
 from __future__ import annotations
 
 import logging

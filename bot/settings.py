@@ -34,6 +34,13 @@ class Settings:
     education_contact: str = field(default_factory=lambda: _env("ANJU_EDUCATION_CONTACT", "县教育部门或孩子要去的学校"))
     medical_contact: str = field(default_factory=lambda: _env("ANJU_MEDICAL_CONTACT", "县医疗保障部门或社区卫生院"))
     migration_contact: str = field(default_factory=lambda: _env("ANJU_MIGRATION_CONTACT", "社区的迁出地跟进服务专柜"))
+    # households, members, audit log: an SQLite file unless DATABASE_URL names another database (PostgreSQL)
+    database_url: str = field(
+        default_factory=lambda: _env("DATABASE_URL", f"sqlite:///{ROOT / 'run' / 'anju.sqlite3'}")
+    )
+    # verification: wrong answers in a row before a lock, and how long the lock lasts
+    verify_max_failures: int = field(default_factory=lambda: int(_env("ANJU_VERIFY_MAX_FAILURES", "5")))
+    verify_lock_minutes: int = field(default_factory=lambda: int(_env("ANJU_VERIFY_LOCK_MINUTES", "15")))
     knowledge_dir: Path = field(default_factory=lambda: Path(_env("ANJU_KNOWLEDGE_DIR", str(ROOT / "knowledge"))))
 
     def contact_placeholders(self) -> dict[str, str]:

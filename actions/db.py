@@ -1,0 +1,71 @@
+"""The database: one engine and session factory per URL. SQLite file by default, PostgreSQL via DATABASE_URL.
+
+Sessions are per request and the caller owns the transaction: `with session_scope() as s: ...` commits on success
+and rolls back on error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from typing import Dict, Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import settings as settings_module
+
+_lock = threading.Lock()
+_factories: Dict[str, sessionmaker] = {}
+
+
+def database_url() -> str:
+    return settings_module.load().database_url
+
+
+def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, future=True, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _enable_sqlite_foreign_keys)
+        return engine
+    return create_engine(url, future=True, pool_pre_ping=True)
+
+
+def session_factory(url: str | None = None) -> sessionmaker:
+    """The sessionmaker for `url` (default: settings), creating the engine and the tables on first use."""
+    url = url or database_url()
+    with _lock:
+        factory = _factories.get(url)
+        if factory is None:
+            from actions.models import Base
+
+            engine = make_engine(url)
+            Base.metadata.create_all(engine)
+            factory = sessionmaker(bind=engine, future=True, expire_on_commit=False)
+            _factories[url] = factory
+        return factory
+
+
+@contextlib.contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    with session_factory(url).begin() as session:
+        yield session
+
+
+def dispose(url: str | None = None) -> None:
+    """Closes the pooled connections for `url` (tests dropping a database call this first)."""
+    with _lock:
+        factory = _factories.pop(url or database_url(), None)
+    if factory is not None:
+        factory.kw["bind"].dispose()

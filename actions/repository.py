@@ -1,0 +1,133 @@
+"""Household data access. Every function takes the session first; the caller owns the transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from dataclasses import dataclass
+from typing import Iterable, List
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from actions.models import AuditEntry, Household, VerificationLock, utcnow
+from actions.rules import HouseholdFacts, MemberFacts
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    household_id: str | None  # set when verified
+    locked_until: dt.datetime | None  # set when this attempt is refused because of a lock
+    failures_left: int
+
+
+def conversation_key(conversation_id: str) -> str:
+    return f"conversation:{conversation_id}"
+
+
+def household_key(household_id: str) -> str:
+    return f"household:{household_id}"
+
+
+def lock_of(session: Session, keys: Iterable[str], now: dt.datetime | None = None) -> dt.datetime | None:
+    """The latest lock expiry among `keys` that is still in force, or None."""
+    now = now or utcnow()
+    keys = list(keys)
+    if not keys:
+        return None
+    locks = session.scalars(select(VerificationLock).where(VerificationLock.key.in_(keys))).all()
+    active = [lock.locked_until for lock in locks if lock.locked_until and lock.locked_until > now]
+    return max(active) if active else None
+
+
+def verify_head(
+    session: Session,
+    conversation_id: str,
+    head_name: str,
+    id_suffix: str,
+    max_failures: int,
+    lock_minutes: int,
+    now: dt.datetime | None = None,
+) -> VerificationResult:
+    """Checks the head's name and the last 6 characters of the head's ID number.
+
+    A wrong answer counts against the conversation and every household whose head has that name; `max_failures` in a
+    row lock them for `lock_minutes`. A success resets both counts. The result never tells whether the name exists."""
+    now = now or utcnow()
+    name = head_name.strip()
+    suffix = id_suffix.strip().upper()
+    candidates = session.scalars(select(Household).where(Household.head_name == name)).all()
+    keys = [conversation_key(conversation_id)] + [household_key(h.id) for h in candidates]
+    locked = lock_of(session, keys, now)
+    if locked:
+        return VerificationResult(None, locked, 0)
+    # compare every candidate in constant time, so timing does not tell how many share the name
+    match = None
+    for household in candidates:
+        if hmac.compare_digest(household.head_id_number[-6:].upper().encode(), suffix.encode()) and match is None:
+            match = household
+    if match is not None:
+        for key in (conversation_key(conversation_id), household_key(match.id)):
+            lock = session.get(VerificationLock, key)
+            if lock is not None:
+                lock.failures, lock.locked_until = 0, None
+        return VerificationResult(match.id, None, max_failures)
+    failures = 0
+    for key in keys:
+        lock = session.get(VerificationLock, key) or VerificationLock(key=key, failures=0)
+        session.add(lock)
+        if lock.locked_until and lock.locked_until <= now:
+            lock.failures, lock.locked_until = 0, None  # an expired lock starts a new count
+        lock.failures += 1
+        if lock.failures >= max_failures:
+            lock.locked_until = now + dt.timedelta(minutes=lock_minutes)
+        if key == conversation_key(conversation_id):
+            failures = lock.failures
+    session.flush()
+    locked = lock_of(session, [conversation_key(conversation_id)], now)
+    return VerificationResult(None, locked, max(0, max_failures - failures))
+
+
+def household_with_members(session: Session, household_id: str) -> Household | None:
+    return session.scalars(
+        select(Household).where(Household.id == household_id).options(selectinload(Household.members))
+    ).first()
+
+
+def facts_of(household: Household) -> HouseholdFacts:
+    """The plain data the eligibility rules read."""
+    return HouseholdFacts(
+        settlement=household.settlement,
+        origin_village=household.origin_village,
+        household_type=household.household_type,
+        monitoring_status=household.monitoring_status,
+        members=tuple(
+            MemberFacts(
+                name=m.name,
+                relation=m.relation,
+                is_labour=m.is_labour,
+                work_region=m.work_region,
+                months_employed=m.months_employed,
+                got_transport_subsidy=m.got_transport_subsidy,
+                got_employment_award=m.got_employment_award,
+                insurance_category=m.insurance_category,
+                insured=m.insured,
+                school_stage=m.school_stage,
+            )
+            for m in household.members
+        ),
+    )
+
+
+def audit(
+    session: Session, channel: str, conversation_id: str, household_id: str, shown: List[str], actor: str = "resident"
+) -> None:
+    session.add(
+        AuditEntry(
+            channel=channel or "unknown",
+            conversation_id=conversation_id,
+            household_id=household_id,
+            shown=",".join(shown),
+            actor=actor,
+        )
+    )

@@ -1,0 +1,158 @@
+"""Eligibility rules: plain data in, decisions out. No I/O and no Rasa imports.
+
+The figures come from the same knowledge entries the general answers use (`PolicyFacts.from_knowledge`), so the
+household answers and the policy answers can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Tuple
+
+REGIONS = ("县内", "县外省内", "省外")
+UNEMPLOYED = "未就业"
+
+# decision statuses
+ELIGIBLE = "eligible"  # can claim now
+RECEIVED = "received"  # already claimed (one-time benefits are not paid twice)
+PENDING = "pending"  # not yet: a condition will be met later (e.g. months still missing)
+NOT_ELIGIBLE = "not_eligible"
+UNKNOWN = "unknown"  # the data does not say; a person has to check
+
+
+@dataclass(frozen=True)
+class MemberFacts:
+    name: str
+    relation: str
+    is_labour: bool
+    work_region: str  # 未就业 / 县内 / 县外省内 / 省外
+    months_employed: int
+    got_transport_subsidy: bool
+    got_employment_award: bool
+    insurance_category: str  # 特困人员 / 低保对象 / 脱贫人口 / 监测对象 / 普通居民
+    insured: bool
+    school_stage: str  # 无 / 学前 / 小学 / 初中 / 高中 / 中职 / 高职 / 大学
+
+
+@dataclass(frozen=True)
+class HouseholdFacts:
+    settlement: str
+    origin_village: str
+    household_type: str  # 脱贫户 / 一般搬迁户
+    monitoring_status: str  # 未纳入 / 监测中 / 已消除风险
+    members: Tuple[MemberFacts, ...] = ()
+
+
+@dataclass(frozen=True)
+class PolicyFacts:
+    transport_amounts: Mapping[str, int]
+    award_region: str
+    award_min_months: int
+    award_amount: int
+    # 安置点 → 在读学段 → 划片学校
+    zoning: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    subsidised_categories: Tuple[str, ...] = ()
+    medical_tiers: Tuple[str, ...] = ()
+
+    @classmethod
+    def from_knowledge(cls, entries: Mapping[str, object]) -> PolicyFacts:
+        """Build from knowledge entries (anything with a `.facts` mapping), keyed by entry id."""
+        transport = entries["transport_subsidy"].facts
+        award = entries["employment_award"].facts
+        school = entries["school"].facts
+        medical = entries["medical"].facts
+        return cls(
+            transport_amounts=dict(transport["amount_yuan"]),
+            award_region=award["region"],
+            award_min_months=int(award["min_months"]),
+            award_amount=int(award["amount_yuan"]),
+            zoning={k: dict(v) for k, v in (school.get("zoning") or {}).items()},
+            subsidised_categories=tuple(medical.get("subsidised_categories") or ()),
+            medical_tiers=tuple(medical.get("tiers") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    benefit: str
+    status: str
+    reason: str
+    amount_yuan: int | None = None
+
+
+def transport_subsidy(member: MemberFacts, policy: PolicyFacts) -> Decision:
+    benefit = "务工交通补贴"
+    if not member.is_labour:
+        return Decision(benefit, NOT_ELIGIBLE, "不是劳动力，不享受务工交通补贴")
+    region = member.work_region
+    if region == UNEMPLOYED:
+        return Decision(benefit, NOT_ELIGIBLE, "目前没有就业；外出务工后可以申请")
+    if region == policy.award_region:
+        return Decision(benefit, NOT_ELIGIBLE, "在县内就近就业，不发交通补贴（可看就业奖补）")
+    amount = policy.transport_amounts.get(region)
+    if amount is None:
+        return Decision(benefit, UNKNOWN, "就业地点登记不清，请到就业服务窗口核实")
+    if member.got_transport_subsidy:
+        return Decision(benefit, RECEIVED, f"已经领过（{region}务工，一次性{amount}元），不再重复发放", amount)
+    return Decision(benefit, ELIGIBLE, f"{region}务工，可申请一次性交通补贴{amount}元", amount)
+
+
+def employment_award(member: MemberFacts, policy: PolicyFacts) -> Decision:
+    benefit = "就业奖补"
+    if not member.is_labour:
+        return Decision(benefit, NOT_ELIGIBLE, "不是劳动力，不享受就业奖补")
+    region = member.work_region
+    if region == UNEMPLOYED:
+        return Decision(benefit, NOT_ELIGIBLE, "目前没有就业")
+    if region not in REGIONS:
+        return Decision(benefit, UNKNOWN, "就业地点登记不清，请到就业服务窗口核实")
+    if region != policy.award_region:
+        return Decision(benefit, NOT_ELIGIBLE, f"就业奖补只给{policy.award_region}就近就业的，{region}务工看交通补贴")
+    if member.got_employment_award:
+        return Decision(benefit, RECEIVED, f"已经领过就业奖补{policy.award_amount}元", policy.award_amount)
+    months = max(0, member.months_employed)
+    if months >= policy.award_min_months:
+        return Decision(
+            benefit,
+            ELIGIBLE,
+            f"{region}就业累计{months}个月，满{policy.award_min_months}个月，可申请{policy.award_amount}元",
+            policy.award_amount,
+        )
+    missing = policy.award_min_months - months
+    return Decision(
+        benefit,
+        PENDING,
+        f"{region}就业累计{months}个月，还差{missing}个月满{policy.award_min_months}个月，满了可申请{policy.award_amount}元",
+        policy.award_amount,
+    )
+
+
+def zoned_school(settlement: str, stage: str, policy: PolicyFacts) -> Decision:
+    benefit = "划片学校"
+    if stage in ("", "无"):
+        return Decision(benefit, NOT_ELIGIBLE, "没有在读")
+    zoning = policy.zoning.get(settlement)
+    if zoning is None:
+        # the ledger may write 广惠园 for 广惠园社区
+        zoning = next((z for name, z in policy.zoning.items() if name in settlement or settlement in name), {})
+    school = zoning.get(stage)
+    if school:
+        return Decision(benefit, ELIGIBLE, f"{stage}的划片学校是{school}")
+    return Decision(benefit, UNKNOWN, f"{settlement}{stage}的划片没有登记")
+
+
+def medical_subsidy(member: MemberFacts, policy: PolicyFacts) -> Decision:
+    benefit = "医保参保分类资助"
+    category = member.insurance_category
+    if not member.insured:
+        return Decision(benefit, UNKNOWN, "还没有参保，请尽快参加基本医保")
+    if category in policy.subsidised_categories:
+        return Decision(benefit, ELIGIBLE, f"属于{category}，参保时享受分类资助")
+    return Decision(benefit, NOT_ELIGIBLE, f"属于{category}，按普通居民标准参保缴费")
+
+
+def member_decisions(member: MemberFacts, policy: PolicyFacts) -> Dict[str, Decision]:
+    return {
+        "transport_subsidy": transport_subsidy(member, policy),
+        "employment_award": employment_award(member, policy),
+    }
