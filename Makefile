@@ -52,10 +52,10 @@ shell: train ## talk to the assistant in this terminal
 	$(RASA) shell --model $(MODEL) --endpoints endpoints.yml --quiet
 
 test: install lint test-unit train validate test-nlu test-conversations ## everything below, as CI runs it
-	ANJU_MODEL=$(MODEL) $(PY) -m pytest -q tests -m e2e
+	TEST_POSTGRES_URL=$$(tools/test-postgres start) ANJU_MODEL=$(MODEL) $(PY) -m pytest -q tests -m e2e
 
-test-unit: install ## unit tests (no trained model needed)
-	$(PY) -m pytest -q tests -m "not e2e"
+test-unit: install ## unit tests, against SQLite and a throwaway PostgreSQL (tools/test-postgres)
+	TEST_POSTGRES_URL=$$(tools/test-postgres start) $(PY) -m pytest -q tests -m "not e2e"
 
 validate: install ## rasa data validate, warnings are failures
 	$(RASA) data validate --fail-on-warnings --quiet
