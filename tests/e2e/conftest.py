@@ -36,48 +36,104 @@ def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
     raise RuntimeError(f"{url} did not come up in {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture(scope="session")
-def servers(tmp_path_factory):
-    model = os.environ.get("ANJU_MODEL")
-    if not model or not Path(model).is_file():
-        pytest.fail("ANJU_MODEL must name a trained model: run these tests through `make test`")
-    work = tmp_path_factory.mktemp("servers")
-    actions_port, rasa_port = _free_port(), _free_port()
-    endpoints = work / "endpoints.yml"
-    endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n', encoding="utf-8")
-    logs = {"actions": work / "actions.log", "rasa": work / "rasa.log"}
-    env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    commands = {
-        "actions": [str(VENV_BIN / "rasa"), "run", "actions", "--actions", "actions", "--port", str(actions_port)],
-        "rasa": [
-            str(VENV_BIN / "rasa"),
-            "run",
-            "--model",
-            model,
-            "--interface",
-            "127.0.0.1",
-            "--port",
-            str(rasa_port),
-            "--credentials",
-            str(ROOT / "credentials.yml"),
-            "--endpoints",
-            str(endpoints),
-        ],
-    }
-    processes = {}
-    try:
+class Stack:
+    """An action server and a Rasa server (REST channel, HTTP API on loopback) on one database."""
+
+    def __init__(self, work: Path, database_url: str, model: str):
+        self.database_url = database_url
+        actions_port, rasa_port = _free_port(), _free_port()
+        endpoints = work / "endpoints.yml"
+        endpoints.write_text(
+            f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n'
+            "tracker_store:\n  type: bot.tracker_store.ScrubbingTrackerStore\n",
+            encoding="utf-8",
+        )
+        self.logs = {"actions": work / "actions.log", "rasa": work / "rasa.log"}
+        env = {
+            **os.environ,
+            "RASA_TELEMETRY_ENABLED": "false",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "DATABASE_URL": database_url,
+        }
+        rasa = str(VENV_BIN / "rasa")
+        commands = {
+            "actions": [rasa, "run", "actions", "--actions", "actions", "--port", str(actions_port)],
+            "rasa": [
+                rasa, "run", "--model", model, "--interface", "127.0.0.1", "--port", str(rasa_port), "--enable-api",
+                "--credentials", str(ROOT / "credentials.yml"), "--endpoints", str(endpoints),
+            ],
+        }  # fmt: skip
+        self.processes = {}
         for name, command in commands.items():
-            processes[name] = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=logs[name].open("w"), stderr=subprocess.STDOUT
+            self.processes[name] = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=self.logs[name].open("w"), stderr=subprocess.STDOUT
             )
-        _wait_until_up(f"http://127.0.0.1:{actions_port}/health", processes["actions"], logs["actions"])
-        _wait_until_up(f"http://127.0.0.1:{rasa_port}/", processes["rasa"], logs["rasa"])
-        yield {"rest": f"http://127.0.0.1:{rasa_port}/webhooks/rest/webhook", "logs": logs}
-    finally:
-        for process in processes.values():
+        self.base = f"http://127.0.0.1:{rasa_port}"
+        self.rest = f"{self.base}/webhooks/rest/webhook"
+        self.health = {"actions": f"http://127.0.0.1:{actions_port}/health", "rasa": f"{self.base}/"}
+
+    def wait(self) -> "Stack":
+        for name, url in self.health.items():
+            _wait_until_up(url, self.processes[name], self.logs[name])
+        return self
+
+    def tracker(self, sender: str) -> str:
+        return requests.get(f"{self.base}/conversations/{sender}/tracker", timeout=10).text
+
+    def stop(self) -> None:
+        for process in self.processes.values():
             process.terminate()
-        for process in processes.values():
+        for process in self.processes.values():
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@pytest.fixture(scope="session")
+def stacks(tmp_path_factory):
+    """Both stacks start together (they load in parallel); each test picks one."""
+    model = os.environ.get("ANJU_MODEL")
+    if not model or not Path(model).is_file():
+        pytest.fail("ANJU_MODEL must name a trained model: run these tests through `make test`")
+    postgres = os.environ.get("TEST_POSTGRES_URL")
+    if not postgres:
+        pytest.fail("TEST_POSTGRES_URL is not set: run these tests through `make test` (it starts PostgreSQL)")
+    urls = {"sqlite": f"sqlite:///{tmp_path_factory.mktemp('db') / 'anju.sqlite3'}", "postgresql": postgres}
+    _load_demo_ledger(urls.values())
+    started = {}
+    try:
+        for name, url in urls.items():
+            started[name] = Stack(tmp_path_factory.mktemp(name), url, model)
+        yield {name: stack.wait() for name, stack in started.items()}
+    finally:
+        for stack in started.values():
+            stack.stop()
+
+
+def _load_demo_ledger(urls):
+    from sqlalchemy import create_engine
+
+    from actions import db
+    from actions.importer import import_ledger
+    from actions.models import Base
+
+    for url in urls:
+        engine = create_engine(url, future=True)
+        Base.metadata.drop_all(engine)
+        engine.dispose()
+        with db.session_scope(url) as session:
+            import_ledger(session, ROOT / "demo/households.csv", ROOT / "demo/members.csv")
+        db.dispose(url)
+
+
+@pytest.fixture(scope="session")
+def servers(stacks):
+    """The SQLite stack, for tests that do not touch household data."""
+    stack = stacks["sqlite"]
+    return {"rest": stack.rest, "logs": stack.logs}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stack(request, stacks):
+    return stacks[request.param]
