@@ -17,7 +17,7 @@ export PYTHONWARNINGS         := ignore
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install train run demo-data import shell test test-unit validate test-nlu test-conversations lint lock clean
+.PHONY: help install train run demo-data import bench-import shell test test-unit validate test-nlu test-conversations lint lock clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ test-nlu: train ## score the model on the held-out split; fails under macro-F1 0
 test-conversations: train ## YAML conversation tests, every prediction must be right
 	$(RASA) test core --stories tests/conversations --model $(MODEL) --out results/conversations \
 	  --fail-on-prediction-errors --quiet
+
+bench-import: install ## time importing a 1773-household ledger into SQLite and PostgreSQL (prints figures)
+	TEST_POSTGRES_URL=$$(tools/test-postgres start) $(PY) tools/bench_import.py
 
 lint: install ## ruff over the Python code
 	$(VENV)/bin/ruff check actions bot policies tests tools/*.py
