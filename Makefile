@@ -35,8 +35,12 @@ train: install ## train the model, only if data, config, domain or components ch
 	  $(RASA) train --force --fixed-model-name $$(basename $$model .tar.gz) --out models && \
 	  find models -name 'anju-*.tar.gz' ! -path "$$model" -delete; fi
 
-run: train demo-data ## start the action server and the Rasa server (REST channel on :5005) until Ctrl-C
-	@echo "安居助手 REST channel: http://localhost:$(RASA_PORT)/webhooks/rest/webhook (Ctrl-C stops everything)"
+run: train demo-data ## start the action server, the Rasa server and the gateway until Ctrl-C
+	@echo "安居助手 chat page:    http://localhost:$${ANJU_GATEWAY_PORT:-8080}/"
+	@echo "         kiosk:        http://localhost:$${ANJU_GATEWAY_PORT:-8080}/kiosk"
+	@echo "         WeChat:       http://localhost:$${ANJU_GATEWAY_PORT:-8080}/wechat (set WECHAT_TOKEN first)"
+	@echo "         REST channel: http://localhost:$(RASA_PORT)/webhooks/rest/webhook (loopback only)"
+	@echo "Ctrl-C stops everything."
 	ANJU_MODEL=$(MODEL) RASA_PORT=$(RASA_PORT) ACTIONS_PORT=$(ACTIONS_PORT) $(VENV)/bin/honcho start -f Procfile
 
 demo-data: install ## load the fictitious sample ledger in demo/ into the database, if it has no households yet

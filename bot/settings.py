@@ -41,6 +41,21 @@ class Settings:
     # verification: wrong answers in a row before a lock, and how long the lock lasts
     verify_max_failures: int = field(default_factory=lambda: int(_env("ANJU_VERIFY_MAX_FAILURES", "5")))
     verify_lock_minutes: int = field(default_factory=lambda: int(_env("ANJU_VERIFY_LOCK_MINUTES", "15")))
+    # the gateway (bot/app.py): the only public door; Rasa and the action server listen on 127.0.0.1
+    gateway_host: str = field(default_factory=lambda: _env("ANJU_GATEWAY_HOST", "0.0.0.0"))
+    gateway_port: int = field(default_factory=lambda: int(_env("ANJU_GATEWAY_PORT", "8080")))
+    rasa_url: str = field(default_factory=lambda: _env("ANJU_RASA_URL", "http://127.0.0.1:5005"))
+    actions_url: str = field(default_factory=lambda: _env("ANJU_ACTIONS_URL", "http://127.0.0.1:5055"))
+    rasa_timeout_seconds: float = field(default_factory=lambda: float(_env("ANJU_RASA_TIMEOUT", "15")))
+    kiosk_idle_seconds: int = field(default_factory=lambda: int(_env("ANJU_KIOSK_IDLE_SECONDS", "90")))
+    # WeChat Official Account (公众号) callback; empty token: /wechat refuses every request
+    wechat_token: str = field(default_factory=lambda: _env("WECHAT_TOKEN", ""))
+    wechat_app_id: str = field(default_factory=lambda: _env("WECHAT_APP_ID", ""))
+    wechat_app_secret: str = field(default_factory=lambda: _env("WECHAT_APP_SECRET", ""))
+    wechat_aes_key: str = field(default_factory=lambda: _env("WECHAT_ENCODING_AES_KEY", ""))
+    wechat_api_base: str = field(default_factory=lambda: _env("WECHAT_API_BASE", "https://api.weixin.qq.com"))
+    # WeChat waits 5 s for a passive reply; after this long we answer "success" and send through the service API
+    wechat_reply_deadline: float = field(default_factory=lambda: float(_env("WECHAT_REPLY_DEADLINE", "4.0")))
     knowledge_dir: Path = field(default_factory=lambda: Path(_env("ANJU_KNOWLEDGE_DIR", str(ROOT / "knowledge"))))
 
     def contact_placeholders(self) -> dict[str, str]:

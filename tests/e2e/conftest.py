@@ -137,3 +137,40 @@ def servers(stacks):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def stack(request, stacks):
     return stacks[request.param]
+
+
+class Gateway:
+    """`python -m bot` on a free port, in front of a stack."""
+
+    def __init__(self, work: Path, stack: "Stack", idle_seconds: int = 90):
+        self.port = _free_port()
+        self.log = work / "gateway.log"
+        env = {
+            **os.environ,
+            "DATABASE_URL": stack.database_url,
+            "ANJU_GATEWAY_HOST": "127.0.0.1",
+            "ANJU_GATEWAY_PORT": str(self.port),
+            "ANJU_RASA_URL": stack.base,
+            "ANJU_ACTIONS_URL": stack.health["actions"].rsplit("/", 1)[0],
+            "ANJU_KIOSK_IDLE_SECONDS": str(idle_seconds),
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        _wait_until_up(f"{self.url}/static/style.css", self.process, self.log)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture(scope="session")
+def gateway(stacks, tmp_path_factory):
+    """The gateway in front of the SQLite stack; the kiosk forgets after 4 idle seconds so tests can watch it."""
+    gw = Gateway(tmp_path_factory.mktemp("gateway"), stacks["sqlite"], idle_seconds=4)
+    yield gw
+    gw.stop()

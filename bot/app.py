@@ -1,0 +1,75 @@
+"""The gateway: the only door open to the network. `python -m bot` serves it on ANJU_GATEWAY_PORT (8080)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from actions.privacy import install_log_masking
+from bot import keys, wechat
+from bot import settings as settings_module
+from bot.rasa_client import RasaClient
+from bot.routes import setup_routes
+
+logger = logging.getLogger(__name__)
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_BODY_BYTES = 64 * 1024
+
+
+@web.middleware
+async def errors_without_traces(request: web.Request, handler):
+    """Whatever goes wrong, nobody sees a stack trace: JSON for the API, a short Chinese page elsewhere."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if request.path.startswith("/api/") and e.status >= 400:
+            message = "请求太大（最多64KB）" if e.status == 413 else e.reason
+            return web.json_response({"error": e.reason.lower().replace(" ", "_"), "message": message}, status=e.status)
+        raise
+    except Exception:
+        logger.exception("unexpected error on %s", request.path)
+        if request.path.startswith("/api/"):
+            return web.json_response({"error": "internal", "message": "系统出了点问题，请稍后再试"}, status=500)
+        return web.Response(status=500, text="系统出了点问题，请稍后再试。", content_type="text/plain", charset="utf-8")
+
+
+async def _http_client(app: web.Application):
+    settings = app[keys.SETTINGS]
+    async with aiohttp.ClientSession() as session:
+        app[keys.RASA] = RasaClient(session, settings.rasa_url, settings.rasa_timeout_seconds)
+        app[keys.WECHAT_API] = wechat.ServiceApi(
+            session, settings.wechat_api_base, settings.wechat_app_id, settings.wechat_app_secret
+        )
+        yield
+        background = app[keys.BACKGROUND]
+        if background:
+            await asyncio.gather(*background, return_exceptions=True)
+
+
+async def init_app(settings: settings_module.Settings | None = None) -> web.Application:
+    settings = settings or settings_module.load()
+    app = web.Application(middlewares=[errors_without_traces], client_max_size=MAX_BODY_BYTES)
+    app[keys.SETTINGS] = settings
+    app[keys.STATIC_DIR] = STATIC
+    app[keys.WECHAT_CRYPTO] = (
+        wechat.Crypto(settings.wechat_aes_key, settings.wechat_app_id) if settings.wechat_aes_key else None
+    )
+    app[keys.WECHAT_TURNS] = wechat.TurnCache()
+    app[keys.BACKGROUND] = set()
+    app.cleanup_ctx.append(_http_client)
+    setup_routes(app)
+    return app
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_masking()
+    settings = settings_module.load()
+    print(
+        f"安居助手 gateway: chat http://localhost:{settings.gateway_port}/  kiosk http://localhost:{settings.gateway_port}/kiosk"
+    )
+    web.run_app(init_app(settings), host=settings.gateway_host, port=settings.gateway_port, print=None)

@@ -1,0 +1,21 @@
+"""Typed keys for what the gateway application shares between handlers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Set
+
+from aiohttp import web
+
+from bot import wechat
+from bot.rasa_client import RasaClient
+from bot.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+STATIC_DIR = web.AppKey("static_dir", Path)
+RASA = web.AppKey("rasa", RasaClient)
+WECHAT_CRYPTO = web.AppKey("wechat_crypto", wechat.Crypto | None)
+WECHAT_API = web.AppKey("wechat_api", wechat.ServiceApi)
+WECHAT_TURNS = web.AppKey("wechat_turns", wechat.TurnCache)
+BACKGROUND = web.AppKey("background", Set[asyncio.Future])
