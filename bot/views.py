@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -18,12 +19,14 @@ from bot.rasa_client import RasaUnavailable
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 2000
+# readable Chinese in the JSON, not \u escapes
+json_response = functools.partial(web.json_response, dumps=functools.partial(json.dumps, ensure_ascii=False))
 CHANNELS = ("web", "kiosk", "api")
 NOT_TEXT = "您好，我暂时只能看懂文字消息。请直接打字问我，比如“去外省打工有交通补贴吗”；语音可以用输入法转成文字再发。"
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
+    return json_response({"error": code, "message": message}, status=status)
 
 
 def unavailable_text(settings) -> str:
@@ -78,8 +81,8 @@ async def api_chat(request: web.Request) -> web.Response:
     except RasaUnavailable as e:
         logger.warning("Rasa unavailable for a %s message: %s", channel, e)
         text = unavailable_text(request.app[keys.SETTINGS])
-        return web.json_response([{"recipient_id": sender, "text": text}], status=503)
-    return web.json_response(replies)
+        return json_response([{"recipient_id": sender, "text": text}], status=503)
+    return json_response(replies)
 
 
 # ---------------------------------------------------------------- /healthz
@@ -94,7 +97,7 @@ async def healthz(request: web.Request) -> web.Response:
     )
     dependencies = {"rasa": rasa_ok, "action_server": actions_ok, "database": database_ok}
     ok = all(dependencies.values())
-    return web.json_response(
+    return json_response(
         {
             "status": "ok" if ok else "degraded",
             "dependencies": {name: "ok" if up else "down" for name, up in dependencies.items()},

@@ -103,7 +103,7 @@ class Conversation {
       const speak = document.createElement("button");
       speak.type = "button";
       speak.className = "speak";
-      speak.textContent = "🔊 朗读";
+      speak.textContent = "朗读";
       speak.setAttribute("aria-label", "朗读这条回答");
       speak.addEventListener("click", () => readAloud(message.text));
       bubble.append(speak);
