@@ -6,7 +6,7 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 RASA       := $(VENV)/bin/rasa
 STAMP      := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
-MODEL       = models/anju-$(shell tools/model-fingerprint).tar.gz
+MODEL      := models/anju-$(shell tools/model-fingerprint).tar.gz
 RASA_PORT    ?= 5005
 ACTIONS_PORT ?= 5055
 

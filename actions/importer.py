@@ -310,29 +310,29 @@ def import_ledger(
         raise LedgerError(problems)
 
     report = ImportReport()
-    existing_households = _existing(session, Household, Household.id, list(households))
-    for values in _progress(households.values(), progress, "户"):
-        current = existing_households.get(values["id"])
-        if current is None:
-            session.add(Household(**values))
-            report.households_added += 1
-        elif _assign(current, values):
-            report.households_updated += 1
-        else:
-            report.unchanged += 1
-    session.flush()
-    existing_members = _existing(session, Member, Member.id_number, list(members))
-    for values in _progress(members.values(), progress, "成员"):
-        current = existing_members.get(values["id_number"])
-        if current is None:
-            session.add(Member(**values))
-            report.members_added += 1
-        elif _assign(current, values):
-            report.members_updated += 1
-        else:
-            report.unchanged += 1
-    session.flush()
+    added, updated, report.unchanged = _upsert(session, Household, Household.id, households, progress, "户")
+    report.households_added, report.households_updated = added, updated
+    added, updated, unchanged = _upsert(session, Member, Member.id_number, members, progress, "成员")
+    report.members_added, report.members_updated = added, updated
+    report.unchanged += unchanged
     return report
+
+
+def _upsert(session: Session, model, key_column, rows: dict, progress: bool, unit: str) -> tuple:
+    """Adds new rows and updates changed ones in place; (added, updated, unchanged)."""
+    added = updated = unchanged = 0
+    existing = _existing(session, model, key_column, list(rows))
+    for key, values in _progress(rows.items(), progress, unit):
+        current = existing.get(key)
+        if current is None:
+            session.add(model(**values))
+            added += 1
+        elif _assign(current, values):
+            updated += 1
+        else:
+            unchanged += 1
+    session.flush()
+    return added, updated, unchanged
 
 
 def _household_ids_in_file(path: Path | None) -> set:

@@ -80,3 +80,77 @@ class VerificationLock(Base):
     failures = Column(Integer, nullable=False, default=0)
     locked_until = Column(DateTime, nullable=True)
     updated_at = Column(DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class StaffUser(Base):
+    """A community staff account. Passwords are stored only as scrypt hashes (bot/staff/accounts.py)."""
+
+    __tablename__ = "staff_users"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    username = Column(String(64), nullable=False, unique=True)
+    password_hash = Column(String(200), nullable=False)
+    role = Column(String(16), nullable=False, default="staff")  # staff / admin
+    active = Column(Boolean, nullable=False, default=True)
+    failed_logins = Column(Integer, nullable=False, default=0)
+    locked_until = Column(DateTime, nullable=True)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class StaffSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored here."""
+
+    __tablename__ = "staff_sessions"
+
+    token_hash = Column(String(64), primary_key=True)
+    user_id = Column(Integer, ForeignKey("staff_users.id", ondelete="CASCADE"), nullable=False, index=True)
+    csrf_token = Column(String(64), nullable=False)
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    expires_at = Column(DateTime, nullable=False)
+
+    user = relationship("StaffUser")
+
+
+class Unanswered(Base):
+    """A resident's message that fell to the fallback or out of scope, masked, for staff to review."""
+
+    __tablename__ = "unanswered"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    at = Column(DateTime, nullable=False, default=utcnow, index=True)
+    channel = Column(String(32), nullable=False)
+    conversation_id = Column(String(128), nullable=False)
+    text = Column(Text, nullable=False)  # masked
+    kind = Column(String(16), nullable=False)  # nlu_fallback / out_of_scope
+    topic = Column(String(64), nullable=False, default="")  # the model's best policy guess, for the weekly chart
+    handled = Column(Boolean, nullable=False, default=False)
+
+
+class Ticket(Base):
+    """A resident asked for a person: staff answer into the conversation until they close the ticket."""
+
+    __tablename__ = "tickets"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    conversation_id = Column(String(128), nullable=False, index=True)
+    channel = Column(String(32), nullable=False)
+    household_id = Column(String(32), nullable=True)
+    transcript = Column(Text, nullable=False)  # masked
+    status = Column(String(16), nullable=False, default="open", index=True)  # open / closed
+    created_at = Column(DateTime, nullable=False, default=utcnow)
+    closed_at = Column(DateTime, nullable=True)
+    closed_by = Column(String(64), nullable=True)
+
+    messages = relationship("TicketMessage", back_populates="ticket", order_by="TicketMessage.id")
+
+
+class TicketMessage(Base):
+    __tablename__ = "ticket_messages"
+
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False, index=True)
+    at = Column(DateTime, nullable=False, default=utcnow)
+    author = Column(String(64), nullable=False)  # "resident" or "staff:<username>"
+    text = Column(Text, nullable=False)  # masked
+
+    ticket = relationship("Ticket", back_populates="messages")
