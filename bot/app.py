@@ -14,6 +14,7 @@ from bot import keys, wechat
 from bot import settings as settings_module
 from bot.rasa_client import RasaClient
 from bot.routes import setup_routes
+from bot.staff.views import staff_gate
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -50,9 +51,16 @@ async def _http_client(app: web.Application):
             await asyncio.gather(*background, return_exceptions=True)
 
 
+async def _build_faq_index(app: web.Application) -> None:
+    from actions import knowledge
+    from bot.staff.search import FaqIndex
+
+    app[keys.FAQ] = await asyncio.to_thread(FaqIndex, knowledge.load(), settings_module.ROOT / "data" / "nlu")
+
+
 async def init_app(settings: settings_module.Settings | None = None) -> web.Application:
     settings = settings or settings_module.load()
-    app = web.Application(middlewares=[errors_without_traces], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[errors_without_traces, staff_gate], client_max_size=MAX_BODY_BYTES)
     app[keys.SETTINGS] = settings
     app[keys.STATIC_DIR] = STATIC
     app[keys.WECHAT_CRYPTO] = (
@@ -61,6 +69,7 @@ async def init_app(settings: settings_module.Settings | None = None) -> web.Appl
     app[keys.WECHAT_TURNS] = wechat.TurnCache()
     app[keys.BACKGROUND] = set()
     app.cleanup_ctx.append(_http_client)
+    app.on_startup.append(_build_faq_index)
     setup_routes(app)
     return app
 

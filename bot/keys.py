@@ -19,3 +19,4 @@ WECHAT_CRYPTO = web.AppKey("wechat_crypto", wechat.Crypto | None)
 WECHAT_API = web.AppKey("wechat_api", wechat.ServiceApi)
 WECHAT_TURNS = web.AppKey("wechat_turns", wechat.TurnCache)
 BACKGROUND = web.AppKey("background", Set[asyncio.Future])
+FAQ = web.AppKey("faq", object)  # bot.staff.search.FaqIndex, built at start-up

@@ -5,13 +5,32 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot import keys, views
+from bot.staff import views as staff
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", views.chat_page)
     app.router.add_get("/kiosk", views.kiosk_page)
     app.router.add_post("/api/chat", views.api_chat)
+    app.router.add_get("/api/messages", views.staff_messages)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/wechat", views.wechat_verify)
     app.router.add_post("/wechat", views.wechat_message)
+    app.router.add_get("/staff/login", staff.login_form)
+    app.router.add_post("/staff/login", staff.login)
+    app.router.add_post("/staff/logout", staff.logout)
+    app.router.add_get("/staff", staff.home)
+    app.router.add_post("/staff/ask", staff.ask)
+    app.router.add_get("/staff/households", staff.households)
+    app.router.add_get("/staff/households/{household_id}", staff.household)
+    app.router.add_get("/staff/audit", staff.audit_log)
+    app.router.add_get("/staff/users", staff.users)
+    app.router.add_post("/staff/users", staff.create_user)
+    app.router.add_post("/staff/users/{user_id:\\d+}/disable", staff.disable_user)
+    app.router.add_get("/staff/unanswered", staff.unanswered)
+    app.router.add_post("/staff/unanswered/handled", staff.mark_handled)
+    app.router.add_get("/staff/unanswered/export.yml", staff.export_unanswered)
+    app.router.add_get("/staff/tickets", staff.ticket_list)
+    app.router.add_post("/staff/tickets/{ticket_id:\\d+}/reply", staff.ticket_reply)
+    app.router.add_post("/staff/tickets/{ticket_id:\\d+}/close", staff.ticket_close)
     app.router.add_static("/static/", app[keys.STATIC_DIR], name="static")

@@ -12,7 +12,7 @@ from typing import Any, Dict, List
 from aiohttp import web
 from sqlalchemy import text as sql_text
 
-from actions import db
+from actions import db, support
 from bot import keys, wechat
 from bot.rasa_client import RasaUnavailable
 
@@ -76,6 +76,8 @@ async def api_chat(request: web.Request) -> web.Response:
     channel = body.get("channel", "api")
     if channel not in CHANNELS:
         return json_error(400, "bad_channel", f"channel 应为 {'/'.join(CHANNELS)} 之一")
+    if await _to_staff(sender, message):
+        return json_response([])  # a staff member has the conversation: the assistant does not talk over them
     try:
         replies = await request.app[keys.RASA].send(sender, message, channel)
     except RasaUnavailable as e:
@@ -83,6 +85,37 @@ async def api_chat(request: web.Request) -> web.Response:
         text = unavailable_text(request.app[keys.SETTINGS])
         return json_response([{"recipient_id": sender, "text": text}], status=503)
     return json_response(replies)
+
+
+async def _to_staff(conversation_id: str, message: str) -> bool:
+    """While the conversation has an open ticket, the resident's message goes to the ticket, not to the assistant."""
+
+    def route() -> bool:
+        with db.session_scope() as session:
+            ticket = support.open_ticket_for(session, conversation_id)
+            if ticket is None:
+                return False
+            support.add_message(session, ticket, support.RESIDENT, message)
+            return True
+
+    return await asyncio.to_thread(route)
+
+
+async def staff_messages(request: web.Request) -> web.Response:
+    """What staff said to a conversation since message `after`; the chat page and the kiosk poll this."""
+    sender = request.query.get("sender", "")
+    try:
+        after = int(request.query.get("after", "0"))
+    except ValueError:
+        return json_error(400, "bad_after", "after 应为整数")
+    if not sender or len(sender) > 128:
+        return json_error(400, "bad_sender", "sender 应为1到128个字符的字符串")
+
+    def load():
+        with db.session_scope() as session:
+            return support.staff_messages_after(session, sender, after)
+
+    return json_response(await asyncio.to_thread(load))
 
 
 # ---------------------------------------------------------------- /healthz
@@ -180,6 +213,8 @@ async def _wechat_answer(app: web.Application, fields: Dict[str, str]):
     if not message:
         return "请用文字告诉我您想问什么。"
     key = fields.get("MsgId") or f"{open_id}:{fields.get('CreateTime', '')}"
+    if app[keys.WECHAT_TURNS].get(key) is None and await _to_staff(f"wechat:{open_id}", message):
+        return None  # staff have this conversation; they answer through the service API
     cache: wechat.TurnCache = app[keys.WECHAT_TURNS]
     turn = cache.get(key)
     if turn is None:

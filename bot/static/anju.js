@@ -12,7 +12,7 @@ class Conversation {
   constructor(options) {
     this.o = options;
     this.busy = false;
-    this.state = this.load() || { sender: newSenderId(options.channel), messages: [] };
+    this.state = this.load() || { sender: newSenderId(options.channel), messages: [], staffSeen: 0 };
     this.state.messages.forEach((m) => this.render(m, false));
     this.scroll();
     if (this.o.form) {
@@ -22,6 +22,25 @@ class Conversation {
         if (text) { this.o.input.value = ""; this.send(text, text); }
       });
     }
+  }
+
+  /* Staff replies (after 转人工) arrive by polling; they show as the assistant's bubbles, marked 工作人员. */
+  startPolling(seconds) {
+    setInterval(() => this.poll(), seconds * 1000);
+  }
+
+  async poll() {
+    try {
+      const after = this.state.staffSeen || 0;
+      const response = await fetch(`/api/messages?sender=${encodeURIComponent(this.state.sender)}&after=${after}`);
+      if (!response.ok) return;
+      for (const message of await response.json()) {
+        this.state.staffSeen = Math.max(this.state.staffSeen || 0, message.id);
+        this.add({ from: "staff", text: message.text });
+        if (this.o.onBotMessage) this.o.onBotMessage([{ text: message.text }]);
+      }
+      this.scroll();
+    } catch (e) { /* offline: try again next time */ }
   }
 
   load() {
@@ -41,7 +60,7 @@ class Conversation {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ sender: old, message: "/forget_verification", channel: this.o.channel }),
     }).catch(() => {});
-    this.state = { sender: newSenderId(this.o.channel), messages: [] };
+    this.state = { sender: newSenderId(this.o.channel), messages: [], staffSeen: 0 };
     this.save();
     this.o.log.replaceChildren();
     this.setQuickReplies([]);
@@ -85,21 +104,22 @@ class Conversation {
 
   render(message, fresh) {
     const row = document.createElement("div");
-    row.className = "row " + (message.from === "user" ? "from-user" : "from-bot");
+    row.className = "row " + (message.from === "user" ? "from-user" : "from-bot") +
+      (message.from === "staff" ? " from-staff" : "");
     const avatar = document.createElement("div");
     avatar.className = "avatar";
-    avatar.textContent = message.from === "user" ? "我" : "助手";
+    avatar.textContent = { user: "我", staff: "工作人员" }[message.from] || "助手";
     avatar.setAttribute("aria-hidden", "true");
     const bubble = document.createElement("div");
     bubble.className = "bubble";
     const who = document.createElement("span");
     who.className = "sr-only";
-    who.textContent = message.from === "user" ? "我说：" : "助手说：";
+    who.textContent = { user: "我说：", staff: "工作人员说：" }[message.from] || "助手说：";
     const text = document.createElement("div");
     text.className = "text";
     text.textContent = message.text;
     bubble.append(who, text);
-    if (message.from === "bot" && this.o.readAloud && "speechSynthesis" in window) {
+    if (message.from !== "user" && this.o.readAloud && "speechSynthesis" in window) {
       const speak = document.createElement("button");
       speak.type = "button";
       speak.className = "speak";

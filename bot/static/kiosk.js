@@ -62,6 +62,7 @@
   }
   document.getElementById("restart").addEventListener("click", restart);
 
+  conversation.startPolling(3);
   let timer = null;
   function touched() {
     clearTimeout(timer);

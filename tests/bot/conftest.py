@@ -80,8 +80,7 @@ async def wechat_api(aiohttp_server):
 
 
 @pytest.fixture
-def settings(upstream, wechat_api, tmp_path, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'anju.sqlite3'}")
+def settings(upstream, wechat_api, database_url):
     base = f"http://127.0.0.1:{upstream.server.port}"
     return dataclasses.replace(
         Settings(),

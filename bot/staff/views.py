@@ -1,0 +1,557 @@
+"""The staff console's handlers. Every route but the login form needs a signed-in staff member; every POST needs the
+session's CSRF token and, when the browser sends an Origin, this site's origin."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, List
+
+import jinja2
+from aiohttp import web
+from markupsafe import escape
+from sqlalchemy import or_, select
+
+from actions import db, knowledge, repository, rules, support
+from actions.models import AuditEntry, Household, Member, StaffUser, Ticket, Unanswered, utcnow
+from actions.privacy import mask_id, mask_phone
+from bot import keys
+from bot.rasa_client import RasaUnavailable
+from bot.staff import accounts
+from bot.staff.search import tokens
+
+COOKIE = "anju_staff"
+LOGIN_CSRF_COOKIE = "anju_login_csrf"
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+)
+
+
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    staff = request.get("staff")
+    html = TEMPLATES.get_template(template).render(
+        user=staff["user"] if staff else None,
+        csrf=staff["csrf"] if staff else context.pop("csrf", ""),
+        open_tickets=staff["open_tickets"] if staff else 0,
+        **context,
+    )
+    return web.Response(text=html, content_type="text/html", charset="utf-8", status=status)
+
+
+async def run_db(fn, *args):
+    def work():
+        with db.session_scope() as session:
+            return fn(session, *args)
+
+    return await asyncio.to_thread(work)
+
+
+# ---------------------------------------------------------------- the gate: sessions, CSRF, origin
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return origin.split("://", 1)[-1] == request.host
+
+
+@web.middleware
+async def staff_gate(request: web.Request, handler):
+    if not request.path.startswith("/staff"):
+        return await handler(request)
+    if request.method == "POST" and not _same_origin(request):
+        return web.Response(status=403, text="跨站请求已拒绝", content_type="text/plain", charset="utf-8")
+    if request.path == "/staff/login":
+        return await handler(request)
+    settings = request.app[keys.SETTINGS]
+    token = request.cookies.get(COOKIE)
+
+    def lookup(session):
+        found = accounts.session_for(session, token, settings.staff_session_minutes)
+        if found is None:
+            return None
+        user = found.user
+        open_count = len(session.scalars(select(Ticket.id).where(Ticket.status == "open")).all())
+        return {
+            "user": {"id": user.id, "username": user.username, "role": user.role},
+            "csrf": found.csrf_token,
+            "open_tickets": open_count,
+        }
+
+    staff = await run_db(lookup)
+    if staff is None:
+        if request.method == "GET":
+            raise web.HTTPFound("/staff/login")
+        return web.Response(status=403, text="请先登录", content_type="text/plain", charset="utf-8")
+    if request.method == "POST":
+        form = await request.post()
+        if not secrets.compare_digest(str(form.get("csrf", "")), staff["csrf"]):
+            return web.Response(
+                status=403, text="表单已过期，请刷新页面再试", content_type="text/plain", charset="utf-8"
+            )
+        request["form"] = form
+    request["staff"] = staff
+    return await handler(request)
+
+
+def _plain(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/plain", charset="utf-8")
+
+
+def require_admin(request: web.Request) -> None:
+    if request["staff"]["user"]["role"] != "admin":
+        raise web.HTTPForbidden(text="只有管理员可以看这一页")
+
+
+# ---------------------------------------------------------------- login and logout
+
+
+async def login_form(request: web.Request) -> web.Response:
+    token = secrets.token_urlsafe(24)
+    response = render(request, "login.html", title="登录", csrf=token)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/staff/login")
+    return response
+
+
+async def login(request: web.Request) -> web.Response:
+    form = await request.post()
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not cookie or not secrets.compare_digest(str(form.get("csrf", "")), cookie):
+        return web.Response(status=403, text="表单已过期，请刷新页面再试", content_type="text/plain", charset="utf-8")
+    username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
+    settings = request.app[keys.SETTINGS]
+
+    def check(session):
+        result = accounts.authenticate(session, username, password)
+        if result.user is None:
+            return None, result.message
+        return accounts.start_session(session, result.user, settings.staff_session_minutes), ""
+
+    token, message = await run_db(check)
+    if token is None:
+        response = render(
+            request, "login.html", status=401, title="登录", csrf=cookie, error=message, username=username
+        )
+        return response
+    response = web.HTTPFound("/staff")
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="Strict", path="/", secure=settings.staff_cookie_secure,
+        max_age=settings.staff_session_minutes * 60,
+    )  # fmt: skip
+    response.del_cookie(LOGIN_CSRF_COOKIE, path="/staff/login")
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    token = request.cookies.get(COOKIE)
+    await run_db(lambda s: accounts.end_session(s, token))
+    response = web.HTTPFound("/staff/login")
+    response.del_cookie(COOKIE, path="/")
+    raise response
+
+
+# ---------------------------------------------------------------- FAQ search and asking the assistant
+
+
+def _hits(request: web.Request, q: str) -> List[Dict[str, str]]:
+    kb = knowledge.load()
+    placeholders = request.app[keys.SETTINGS].contact_placeholders()
+    out = []
+    for hit in request.app[keys.FAQ].search(q, limit=5):
+        entry = kb.entries.get(hit.entry_id)
+        if entry is None:
+            continue
+        reply = kb.reply(entry.intent, {}, None, placeholders)
+        source = kb.sources[entry.source["id"]]
+        out.append(
+            {
+                "id": entry.id,
+                "title": entry.title,
+                "text": reply.text,
+                "source": f"{source['publisher']}《{source['title']}》（{source['date']}），"
+                + f"第{'、'.join(map(str, entry.source['paras']))}段",
+            }
+        )
+    return out
+
+
+async def home(request: web.Request) -> web.Response:
+    q = request.query.get("q", "").strip()[:200]
+    return render(request, "home.html", title="查答案", q=q, hits=_hits(request, q) if q else [])
+
+
+async def ask(request: web.Request) -> web.Response:
+    message = str(request["form"].get("message", "")).strip()[:2000]
+    reply = ""
+    if message:
+        sender = f"staff-{request['staff']['user']['username']}-{uuid.uuid4().hex[:8]}"
+        try:
+            replies = await request.app[keys.RASA].send(sender, message, "staff")
+            reply = "\n".join(r.get("text", "") for r in replies) or "（助手没有回答）"
+        except RasaUnavailable:
+            reply = "助手暂时连不上，请稍后再试。"
+    return render(request, "home.html", title="查答案", asked=message, reply=reply)
+
+
+# ---------------------------------------------------------------- households
+
+
+def _find_households(session, q: str) -> List[Dict[str, str]]:
+    q = q.strip()
+    if not q:
+        return []
+    conditions = [Household.id == q, Household.head_name.contains(q)]
+    member_ids = select(Member.household_id).where(Member.name.contains(q))
+    if len(q) == 6:
+        suffix = q.upper()
+        conditions.append(Household.head_id_number.endswith(suffix))
+        member_ids = select(Member.household_id).where(or_(Member.name.contains(q), Member.id_number.endswith(suffix)))
+    conditions.append(Household.id.in_(member_ids))
+    found = session.scalars(select(Household).where(or_(*conditions)).order_by(Household.id).limit(50)).all()
+    return [
+        {
+            "id": h.id,
+            "head_name": h.head_name,
+            "masked_id": mask_id(h.head_id_number),
+            "settlement": h.settlement,
+            "monitoring_status": h.monitoring_status,
+        }
+        for h in found
+    ]
+
+
+async def households(request: web.Request) -> web.Response:
+    q = request.query.get("q", "").strip()[:64]
+    results = await run_db(_find_households, q)
+    return render(request, "households.html", title="查住户", q=q, results=results)
+
+
+async def household(request: web.Request) -> web.Response:
+    household_id = request.match_info["household_id"]
+    username = request["staff"]["user"]["username"]
+    policy = rules.PolicyFacts.from_knowledge(knowledge.load().entries)
+
+    def load(session):
+        h = repository.household_with_members(session, household_id)
+        if h is None:
+            return None
+        facts = repository.facts_of(h)
+        members = []
+        for row, m in zip(h.members, facts.members, strict=True):
+            decisions = rules.member_decisions(m, policy)
+            school = rules.zoned_school(facts.settlement, m.school_stage, policy)
+            members.append(
+                {
+                    "name": m.name,
+                    "relation": m.relation,
+                    "masked_id": mask_id(row.id_number),
+                    "work": f"{m.work_region}，{m.months_employed}个月" if m.work_region != "未就业" else "未就业",
+                    "transport": decisions["transport_subsidy"].reason,
+                    "award": decisions["employment_award"].reason,
+                    "medical": f"{m.insurance_category}：{rules.medical_subsidy(m, policy).reason}",
+                    "school": school.reason if m.school_stage not in ("", "无") else "—",
+                }
+            )
+        repository.audit(session, "staff", f"staff:{username}", h.id, ["staff_lookup"], actor=f"staff:{username}")
+        return {
+            "id": h.id,
+            "head_name": h.head_name,
+            "masked_id": mask_id(h.head_id_number),
+            "masked_phone": mask_phone(h.phone) if h.phone else "",
+            "settlement": h.settlement,
+            "address": h.address,
+            "origin_village": h.origin_village,
+            "household_type": h.household_type,
+            "monitoring_status": h.monitoring_status,
+            "members": members,
+        }
+
+    detail = await run_db(load)
+    if detail is None:
+        raise web.HTTPNotFound(text="没有这个户编号")
+    return render(request, "households.html", title=detail["head_name"], household=detail)
+
+
+async def audit_log(request: web.Request) -> web.Response:
+    require_admin(request)
+
+    def load(session):
+        rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(500)).all()
+        return [
+            {
+                "at": e.at.strftime("%Y-%m-%d %H:%M:%S"),
+                "actor": e.actor,
+                "channel": e.channel,
+                "conversation_id": e.conversation_id,
+                "household_id": e.household_id,
+                "shown": e.shown,
+            }
+            for e in rows
+        ]
+
+    return render(request, "audit.html", title="查询记录", entries=await run_db(load))
+
+
+# ---------------------------------------------------------------- accounts (admin)
+
+
+async def users(request: web.Request) -> web.Response:
+    require_admin(request)
+    rows = await run_db(lambda s: [(u.id, u.username, u.role, u.active) for u in s.scalars(select(StaffUser))])
+    listing = [{"id": i, "username": n, "role": r, "active": a} for i, n, r, a in rows]
+    return render(request, "users.html", title="账号", users=listing, notice=request.query.get("notice"))
+
+
+async def create_user(request: web.Request) -> web.Response:
+    require_admin(request)
+    form = request["form"]
+    username, password, role = (
+        str(form.get("username", "")).strip(),
+        str(form.get("password", "")),
+        str(form.get("role")),
+    )
+
+    def create(session):
+        try:
+            accounts.create_user(session, username, password, role)
+            return ""
+        except ValueError as e:
+            return str(e)
+
+    problem = await run_db(create)
+    if problem:
+        rows = await run_db(lambda s: [(u.id, u.username, u.role, u.active) for u in s.scalars(select(StaffUser))])
+        listing = [{"id": i, "username": n, "role": r, "active": a} for i, n, r, a in rows]
+        return render(request, "users.html", status=400, title="账号", users=listing, error=problem)
+    raise web.HTTPFound(f"/staff/users?notice=已创建账号 {username}")
+
+
+async def disable_user(request: web.Request) -> web.Response:
+    require_admin(request)
+    user_id = int(request.match_info["user_id"])
+
+    def disable(session):
+        user = session.get(StaffUser, user_id)
+        if user is not None and user.id != request["staff"]["user"]["id"]:
+            user.active = False
+
+    await run_db(disable)
+    raise web.HTTPFound("/staff/users?notice=已停用")
+
+
+# ---------------------------------------------------------------- unanswered questions
+
+
+def _groups(items: List[Unanswered], normalizer_tokens) -> List[Dict[str, Any]]:
+    """Greedy grouping by shared words (Jaccard ≥ 0.4), biggest groups first."""
+    groups: List[Dict[str, Any]] = []
+    for item in items:
+        words = set(normalizer_tokens(item.text)) or {item.text}
+        for group in groups:
+            if len(words & group["words"]) / len(words | group["words"]) >= 0.4:
+                group["items"].append(item)
+                break
+        else:
+            groups.append({"words": words, "items": [item]})
+    out = []
+    for g in groups:
+        texts = [i.text for i in g["items"]]
+        topic = Counter(i.topic for i in g["items"]).most_common(1)[0][0]
+        out.append(
+            {
+                "count": len(texts),
+                "text": texts[0],
+                "others": sorted(set(texts[1:]))[:20],
+                "topic": topic,
+                "ids": ",".join(str(i.id) for i in g["items"]),
+            }
+        )
+    return sorted(out, key=lambda g: -g["count"])
+
+
+def chart_svg(items: List[Unanswered], weeks: int = 8, now: dt.datetime | None = None) -> str:
+    """Stacked bars of unanswered questions per week, one colour and one label per topic (numbers are written on
+    the bars, so the chart does not depend on colour alone)."""
+    now = now or utcnow()
+    start = (now - dt.timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+    week_starts = [start - dt.timedelta(weeks=w) for w in range(weeks - 1, -1, -1)]
+    topics = sorted({i.topic or "其他" for i in items})
+    palette = ["#0b4f8a", "#0b5e2f", "#8a3b0b", "#5b2c83", "#7a6300", "#2f4f4f", "#8b1a4a", "#3b3b3b"]
+    counts = {(w, t): 0 for w in range(weeks) for t in topics}
+    for item in items:
+        for w, ws in enumerate(week_starts):
+            if ws <= item.at < ws + dt.timedelta(weeks=1):
+                counts[(w, item.topic or "其他")] += 1
+    top = max([sum(counts[(w, t)] for t in topics) for w in range(weeks)] + [1])
+    width, height, left, bottom, bar = 720, 320, 40, 40, 56
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height + 30 * ((len(topics) + 3) // 4)}" '
+        f'role="img" aria-label="每周没答上的问题，按话题"><rect width="100%" height="100%" fill="#ffffff"/>'
+    ]
+    for w, ws in enumerate(week_starts):
+        x = left + w * (bar + 28)
+        y = height - bottom
+        for ti, topic in enumerate(topics):
+            n = counts[(w, topic)]
+            if not n:
+                continue
+            h = (height - bottom - 20) * n / top
+            y -= h
+            colour = palette[ti % len(palette)]
+            parts.append(f'<rect x="{x}" y="{y:.1f}" width="{bar}" height="{h:.1f}" fill="{colour}">'
+                         f"<title>{escape(topic)}：{n}</title></rect>")  # fmt: skip
+            if h >= 16:
+                parts.append(f'<text x="{x + bar / 2}" y="{y + h / 2 + 5:.1f}" fill="#ffffff" font-size="14" '
+                             f'text-anchor="middle">{n}</text>')  # fmt: skip
+        parts.append(f'<text x="{x + bar / 2}" y="{height - bottom + 18}" font-size="12" text-anchor="middle" '
+                     f'fill="#1a1a1a">{ws:%m-%d}</text>')  # fmt: skip
+    for ti, topic in enumerate(topics):
+        lx, ly = left + (ti % 4) * 170, height + 10 + 30 * (ti // 4)
+        colour = palette[ti % len(palette)]
+        parts.append(f'<rect x="{lx}" y="{ly}" width="16" height="16" fill="{colour}"/><text x="{lx + 22}" '
+                     f'y="{ly + 13}" font-size="14" fill="#1a1a1a">{escape(topic)}</text>')  # fmt: skip
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+async def unanswered(request: web.Request) -> web.Response:
+    faq_tokens = lambda text: tokens(text, request.app[keys.FAQ].normalizer)  # noqa: E731
+
+    def load(session):
+        since = utcnow() - dt.timedelta(weeks=8)
+        open_items = session.scalars(
+            select(Unanswered).where(Unanswered.handled.is_(False)).order_by(Unanswered.at.desc())
+        ).all()
+        recent = session.scalars(select(Unanswered).where(Unanswered.at >= since)).all()
+        session.expunge_all()
+        return open_items, recent
+
+    open_items, recent = await run_db(load)
+    return render(
+        request,
+        "unanswered.html",
+        title="没答上的问题",
+        groups=_groups(open_items, faq_tokens),
+        chart=chart_svg(recent),
+    )
+
+
+async def mark_handled(request: web.Request) -> web.Response:
+    ids = [int(i) for i in str(request["form"].get("ids", "")).split(",") if i.strip().isdigit()]
+
+    def mark(session):
+        for item in session.scalars(select(Unanswered).where(Unanswered.id.in_(ids))):
+            item.handled = True
+
+    await run_db(mark)
+    raise web.HTTPFound("/staff/unanswered")
+
+
+async def export_unanswered(request: web.Request) -> web.Response:
+    """The open questions as Rasa NLU training data, one block per guessed intent, ready to review and paste."""
+    kb = knowledge.load()
+    by_title = {e.title: e.intent for e in kb.entries.values()}
+
+    def load(session):
+        return [(i.text, i.topic) for i in session.scalars(select(Unanswered).where(Unanswered.handled.is_(False)))]
+
+    blocks: Dict[str, List[str]] = {}
+    for text, topic in await run_db(load):
+        intent = by_title.get(topic, "out_of_scope")
+        blocks.setdefault(intent, [])
+        if text not in blocks[intent]:
+            blocks[intent].append(text)
+    lines = [
+        "# 没答上的问题，按助手最接近的猜测分组。请核对每句的意图，再放进 data/nlu/ 对应的文件。",
+        'version: "3.1"',
+        "nlu:",
+    ]
+    for intent, texts in sorted(blocks.items()):
+        lines += [f"- intent: {intent}", "  examples: |"] + [f"    - {' '.join(t.split())}" for t in texts]
+    return web.Response(
+        text="\n".join(lines) + "\n",
+        content_type="text/yaml",
+        charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="unanswered.yml"'},
+    )
+
+
+# ---------------------------------------------------------------- handoff tickets
+
+
+async def ticket_list(request: web.Request) -> web.Response:
+    def load(session):
+        return [
+            {
+                "id": t.id,
+                "channel": t.channel,
+                "created": t.created_at.strftime("%Y-%m-%d %H:%M"),
+                "household_id": t.household_id,
+                "transcript": t.transcript,
+                "messages": [{"author": m.author, "text": m.text} for m in t.messages],
+            }
+            for t in support.tickets(session, "open")
+        ]
+
+    return render(
+        request, "tickets.html", title="转人工", tickets=await run_db(load), notice=request.query.get("notice")
+    )
+
+
+async def ticket_reply(request: web.Request) -> web.Response:
+    ticket_id = int(request.match_info["ticket_id"])
+    text = str(request["form"].get("text", "")).strip()[:2000]
+    author = f"staff:{request['staff']['user']['username']}"
+    if not text:
+        raise web.HTTPFound("/staff/tickets")
+
+    def reply(session):
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None or ticket.status != "open":
+            return None
+        support.add_message(session, ticket, author, text)
+        return ticket.channel, ticket.conversation_id
+
+    found = await run_db(reply)
+    if found is None:
+        raise web.HTTPNotFound(text="工单不存在或已结束")
+    channel, conversation_id = found
+    if channel == "wechat" and conversation_id.startswith("wechat:"):
+        await _send_wechat(request.app, conversation_id.split(":", 1)[1], text)
+    raise web.HTTPFound(f"/staff/tickets?notice=已发送#ticket-{ticket_id}")
+
+
+async def ticket_close(request: web.Request) -> web.Response:
+    ticket_id = int(request.match_info["ticket_id"])
+    author = f"staff:{request['staff']['user']['username']}"
+    farewell = "工作人员已结束这次对话。您可以继续问安居助手。"
+
+    def close(session):
+        ticket = session.get(Ticket, ticket_id)
+        if ticket is None or ticket.status != "open":
+            return None
+        support.add_message(session, ticket, author, farewell)
+        support.close_ticket(session, ticket, author)
+        return ticket.channel, ticket.conversation_id
+
+    found = await run_db(close)
+    if found and found[0] == "wechat" and found[1].startswith("wechat:"):
+        await _send_wechat(request.app, found[1].split(":", 1)[1], farewell)
+    raise web.HTTPFound("/staff/tickets?notice=已结束工单")
+
+
+async def _send_wechat(app: web.Application, open_id: str, text: str) -> None:
+    from bot import wechat
+
+    try:
+        await app[keys.WECHAT_API].send_text(open_id, text)
+    except (wechat.WeChatError, OSError, asyncio.TimeoutError) as e:
+        import logging
+
+        logging.getLogger(__name__).error("could not send a staff reply through WeChat: %s", e)
