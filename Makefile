@@ -17,7 +17,7 @@ export PYTHONWARNINGS         := ignore
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install train run demo-data import bench-import shell test test-unit validate test-nlu test-conversations lint lock clean
+.PHONY: help install train run demo-data import bench-import staff-admin staff-user shell test test-unit validate test-nlu test-conversations lint lock clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -49,6 +49,14 @@ demo-data: install ## load the fictitious sample ledger in demo/ into the databa
 import: install ## import a ledger: make import HOUSEHOLDS=户.csv MEMBERS=成员.xlsx (CSV in UTF-8/GBK, or XLSX)
 	@test -n "$(HOUSEHOLDS)$(MEMBERS)" || { echo "usage: make import HOUSEHOLDS=path MEMBERS=path"; exit 2; }
 	$(PY) -m actions.importer $(if $(HOUSEHOLDS),--households "$(HOUSEHOLDS)") $(if $(MEMBERS),--members "$(MEMBERS)")
+
+staff-admin: install ## create the first admin of the staff console: make staff-admin STAFF_USER=name
+	@test -n "$(STAFF_USER)" || { echo "usage: make staff-admin STAFF_USER=name"; exit 2; }
+	$(PY) -m bot.staff create-admin "$(STAFF_USER)"
+
+staff-user: install ## create a staff account from the command line: make staff-user STAFF_USER=name
+	@test -n "$(STAFF_USER)" || { echo "usage: make staff-user STAFF_USER=name"; exit 2; }
+	$(PY) -m bot.staff create-user "$(STAFF_USER)"
 
 shell: train ## talk to the assistant in this terminal
 	@$(RASA) run actions --actions actions --port $(ACTIONS_PORT) --quiet & pid=$$!; \
