@@ -86,7 +86,7 @@ def render(household: Any, facts: rules.HouseholdFacts, policy: rules.PolicyFact
         lines.append("【医保】")
         for member in facts.members:
             decision = rules.medical_subsidy(member, policy)
-            lines.append(f"· {member.name}：{member.insurance_category}，{decision.reason}。")
+            lines.append(f"· {member.name}：{decision.reason}。")
         lines.append(
             "看病有三重保障：" + "、".join(policy.medical_tiers) + f"。资助和报销标准请问{s.medical_contact}。"
         )

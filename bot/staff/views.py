@@ -254,7 +254,7 @@ async def household(request: web.Request) -> web.Response:
                     "work": f"{m.work_region}，{m.months_employed}个月" if m.work_region != "未就业" else "未就业",
                     "transport": decisions["transport_subsidy"].reason,
                     "award": decisions["employment_award"].reason,
-                    "medical": f"{m.insurance_category}：{rules.medical_subsidy(m, policy).reason}",
+                    "medical": rules.medical_subsidy(m, policy).reason,
                     "school": school.reason if m.school_stage not in ("", "无") else "—",
                 }
             )

@@ -152,7 +152,7 @@ async def test_household_summary(demo_database):
     assert "李秀英：务工交通补贴不享受" in text and "就业奖补可申请——县内就业累计3个月" in text
     assert "张小明（小学）：小学的划片学校是桃园昇小学" in text
     assert "张小红（学前）：学前的划片学校是仰峤幼儿园" in text
-    assert "脱贫人口，属于脱贫人口，参保时享受分类资助" in text
+    assert "张三：属于脱贫人口，参保时享受分类资助" in text
     assert "没有纳入“13810”监测帮扶" in text and "迁出村" in text
 
 
