@@ -59,8 +59,8 @@ staff-user: install ## create a staff account from the command line: make staff-
 	$(PY) -m bot.staff create-user "$(STAFF_USER)"
 
 shell: train ## talk to the assistant in this terminal
-	@$(RASA) run actions --actions actions --port $(ACTIONS_PORT) --quiet & pid=$$!; \
-	trap "kill $$pid 2>/dev/null" EXIT; \
+	@SANIC_HOST=127.0.0.1 $(RASA) run actions --actions actions --port $(ACTIONS_PORT) --quiet & pid=$$!; \
+	trap "kill $$pid 2>/dev/null" EXIT INT TERM HUP; \
 	$(RASA) shell --model $(MODEL) --endpoints endpoints.yml --quiet
 
 test: install lint test-unit train validate test-nlu test-conversations ## everything below, as CI runs it
