@@ -68,7 +68,9 @@ class FaqIndex:
                     score += self.idf[term] * f * (self.k1 + 1) / (f + self.k1 * norm)
             if score > 0:
                 scores.append(Hit(self.ids[i], round(score, 3)))
-        return sorted(scores, key=lambda h: -h.score)[:limit]
+        ranked = sorted(scores, key=lambda h: -h.score)
+        # hits far behind the best one are noise (a shared 能 or 吗), not other answers worth reading
+        return [h for h in ranked if h.score >= ranked[0].score * 0.35][:limit] if ranked else []
 
 
 def _examples_by_intent(nlu_dir: Path) -> Dict[str, List[str]]:
