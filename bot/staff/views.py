@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import secrets
 import uuid
 from collections import Counter
@@ -19,11 +20,12 @@ from sqlalchemy import or_, select
 from actions import db, knowledge, repository, rules, support
 from actions.models import AuditEntry, Household, Member, StaffUser, Ticket, Unanswered, utcnow
 from actions.privacy import mask_id, mask_phone
-from bot import keys
+from bot import keys, wechat
 from bot.rasa_client import RasaUnavailable
 from bot.staff import accounts
 from bot.staff.search import tokens
 
+logger = logging.getLogger(__name__)
 COOKIE = "anju_staff"
 LOGIN_CSRF_COOKIE = "anju_login_csrf"
 TEMPLATES = jinja2.Environment(
@@ -547,11 +549,7 @@ async def ticket_close(request: web.Request) -> web.Response:
 
 
 async def _send_wechat(app: web.Application, open_id: str, text: str) -> None:
-    from bot import wechat
-
     try:
         await app[keys.WECHAT_API].send_text(open_id, text)
     except (wechat.WeChatError, OSError, asyncio.TimeoutError) as e:
-        import logging
-
-        logging.getLogger(__name__).error("could not send a staff reply through WeChat: %s", e)
+        logger.error("could not send a staff reply through WeChat: %s", e)
