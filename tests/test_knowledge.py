@@ -8,27 +8,12 @@ import yaml
 
 from actions.knowledge import Knowledge, KnowledgeError
 from bot.settings import ROOT, Settings
+from bot.staff.search import nlu_examples
 
 KNOWLEDGE = Knowledge.from_dir(ROOT / "knowledge")
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))
-ANNOTATION = re.compile(r"\[([^\]]+)\]\([^)]+\)")
-
-
-def _examples(path):
-    """{intent: [example text without entity annotations]} from an NLU YAML file."""
-    out = {}
-    for block in yaml.safe_load(path.read_text(encoding="utf-8")).get("nlu", []):
-        if "intent" in block:
-            lines = [ln.strip()[2:] for ln in block["examples"].splitlines() if ln.strip().startswith("- ")]
-            out.setdefault(block["intent"], []).extend(ANNOTATION.sub(r"\1", ln) for ln in lines)
-    return out
-
-
-TRAINING = {}
-for _path in sorted((ROOT / "data/nlu").glob("*.yml")):
-    for _intent, _lines in _examples(_path).items():
-        TRAINING.setdefault(_intent, []).extend(_lines)
-HELDOUT = _examples(ROOT / "tests/nlu/heldout.yml")
+TRAINING = nlu_examples(sorted((ROOT / "data/nlu").glob("*.yml")))
+HELDOUT = nlu_examples([ROOT / "tests/nlu/heldout.yml"])
 
 
 def _paragraphs(source_id):

@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterable, List
 
 import jieba
 import yaml
@@ -40,7 +40,7 @@ class FaqIndex:
     def __init__(self, knowledge: Knowledge, nlu_dir: Path, k1: float = 1.5, b: float = 0.75):
         self.normalizer = TextNormalizer()
         self.k1, self.b = k1, b
-        examples = _examples_by_intent(nlu_dir)
+        examples = nlu_examples(sorted(Path(nlu_dir).glob("*.yml")))
         self.ids: List[str] = []
         self.docs: List[Counter] = []
         for entry in knowledge.entries.values():
@@ -73,10 +73,11 @@ class FaqIndex:
         return [h for h in ranked if h.score >= ranked[0].score * 0.35][:limit] if ranked else []
 
 
-def _examples_by_intent(nlu_dir: Path) -> Dict[str, List[str]]:
+def nlu_examples(paths: Iterable[Path]) -> Dict[str, List[str]]:
+    """{intent: [example, …]} from Rasa NLU YAML files, with entity annotations reduced to their text."""
     out: Dict[str, List[str]] = {}
-    for path in sorted(Path(nlu_dir).glob("*.yml")):
-        for block in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("nlu", []):
+    for path in paths:
+        for block in (yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}).get("nlu", []):
             if "intent" in block:
                 lines = [ln.strip()[2:] for ln in block["examples"].splitlines() if ln.strip().startswith("- ")]
                 out.setdefault(block["intent"], []).extend(

@@ -305,9 +305,15 @@ async def audit_log(request: web.Request) -> web.Response:
 
 async def users(request: web.Request) -> web.Response:
     require_admin(request)
-    rows = await run_db(lambda s: [(u.id, u.username, u.role, u.active) for u in s.scalars(select(StaffUser))])
-    listing = [{"id": i, "username": n, "role": r, "active": a} for i, n, r, a in rows]
+    listing = await run_db(_user_listing)
     return render(request, "users.html", title="账号", users=listing, notice=request.query.get("notice"))
+
+
+def _user_listing(session) -> List[Dict[str, Any]]:
+    return [
+        {"id": u.id, "username": u.username, "role": u.role, "active": u.active}
+        for u in session.scalars(select(StaffUser).order_by(StaffUser.id))
+    ]
 
 
 async def create_user(request: web.Request) -> web.Response:
@@ -328,8 +334,7 @@ async def create_user(request: web.Request) -> web.Response:
 
     problem = await run_db(create)
     if problem:
-        rows = await run_db(lambda s: [(u.id, u.username, u.role, u.active) for u in s.scalars(select(StaffUser))])
-        listing = [{"id": i, "username": n, "role": r, "active": a} for i, n, r, a in rows]
+        listing = await run_db(_user_listing)
         return render(request, "users.html", status=400, title="账号", users=listing, error=problem)
     raise web.HTTPFound(f"/staff/users?notice=已创建账号 {username}")
 
