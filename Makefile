@@ -44,11 +44,11 @@ run: train demo-data ## start the action server, the Rasa server and the gateway
 	ANJU_MODEL=$(MODEL) RASA_PORT=$(RASA_PORT) ACTIONS_PORT=$(ACTIONS_PORT) $(VENV)/bin/honcho start -f Procfile
 
 demo-data: install ## load the fictitious sample ledger in demo/ into the database, if it has no households yet
-	@$(PY) -m actions.importer --households demo/households.csv --members demo/members.csv --only-if-empty
+	@$(PY) -m bot.importer --households demo/households.csv --members demo/members.csv --only-if-empty
 
 import: install ## import a ledger: make import HOUSEHOLDS=户.csv MEMBERS=成员.xlsx (CSV in UTF-8/GBK, or XLSX)
 	@test -n "$(HOUSEHOLDS)$(MEMBERS)" || { echo "usage: make import HOUSEHOLDS=path MEMBERS=path"; exit 2; }
-	$(PY) -m actions.importer $(if $(HOUSEHOLDS),--households "$(HOUSEHOLDS)") $(if $(MEMBERS),--members "$(MEMBERS)")
+	$(PY) -m bot.importer $(if $(HOUSEHOLDS),--households "$(HOUSEHOLDS)") $(if $(MEMBERS),--members "$(MEMBERS)")
 
 staff-admin: install ## create the first admin of the staff console: make staff-admin STAFF_USER=name
 	@test -n "$(STAFF_USER)" || { echo "usage: make staff-admin STAFF_USER=name"; exit 2; }

@@ -11,8 +11,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import db, knowledge, support
-from bot import settings
+from bot import db, knowledge, settings, tickets
 
 logger = logging.getLogger(__name__)
 MISSED = ("nlu_fallback", "out_of_scope")
@@ -106,11 +105,11 @@ async def _record(fn, tracker: Tracker, *args) -> None:
 
 def _log_unanswered(session, tracker: Tracker, channel: str, intent: str, topic: str) -> None:
     text = tracker.latest_message.get("text") or ""
-    support.log_unanswered(session, channel, tracker.sender_id, text, intent, topic)
+    tickets.log_unanswered(session, channel, tracker.sender_id, text, intent, topic)
 
 
 def _open_ticket(session, tracker: Tracker, channel: str) -> int | None:
-    ticket = support.open_ticket(
+    ticket = tickets.open_ticket(
         session, tracker.sender_id, channel, _transcript(tracker), tracker.get_slot("verified_household")
     )
     return ticket.id

@@ -9,10 +9,10 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import db, knowledge, repository, rules
-from actions.privacy import mask_id, mask_phone
 from actions.verification import lock_message
+from bot import db, knowledge, repository, rules
 from bot import settings as settings_module
+from bot.privacy import mask_id, mask_phone
 
 # words in the question that narrow the answer to one part; no such word: the whole summary
 TOPIC_WORDS = {
@@ -41,55 +41,59 @@ def household_question(tracker: Tracker) -> str:
     return ""
 
 
-def _status_mark(decision: rules.Decision) -> str:
-    return {
-        rules.ELIGIBLE: "可申请",
-        rules.RECEIVED: "已领取",
-        rules.PENDING: "暂不能领",
-        rules.NOT_ELIGIBLE: "不享受",
-        rules.UNKNOWN: "需核实",
-    }[decision.status]
+STATUS_MARK = {
+    rules.ELIGIBLE: "可申请",
+    rules.RECEIVED: "已领取",
+    rules.PENDING: "暂不能领",
+    rules.NOT_ELIGIBLE: "不享受",
+    rules.UNKNOWN: "需核实",
+}
+SECTION_TITLES = {"subsidies": "【补贴】", "schools": "【上学】", "medical": "【医保】"}
+
+
+def _member_line(section: str, member: rules.MemberFacts, decided, contacts) -> str:
+    """One member's line in a section, from the declared rules that apply to them."""
+    label = member.name + (f"（{member.school_stage}）" if section == "schools" else "")
+    if len(decided) == 1:
+        rule, decision = decided[0]
+        ask = f"，请问{contacts[rule.contact]}" if decision.status == rules.UNKNOWN and rule.contact else ""
+        return f"· {label}：{decision.reason}{ask}。"
+    return f"· {label}：" + "；".join(f"{r.benefit}{STATUS_MARK[d.status]}——{d.reason}" for r, d in decided) + "。"
+
+
+def _section(section: str, facts: rules.HouseholdFacts, policy: rules.PolicyFacts, s) -> List[str]:
+    contacts = s.contact_placeholders()
+    lines = [SECTION_TITLES[section]]
+    for member in facts.members:
+        decided = list(rules.member_decisions(member, facts, policy, section).values())
+        if not decided:
+            continue
+        if section == "subsidies" and not member.is_labour:
+            lines.append(f"· {member.name}：不是劳动力，不享受" + "和".join(r.benefit for r, _ in decided) + "。")
+            continue
+        lines.append(_member_line(section, member, decided, contacts))
+    if section == "subsidies":
+        lines.append(f"申请材料请问{s.employment_contact}。")
+    elif section == "schools" and len(lines) == 1:
+        lines.append("· 家里没有登记在读的孩子。")
+    elif section == "medical":
+        lines.append(
+            "看病有三重保障：" + "、".join(policy.medical_tiers) + f"。资助和报销标准请问{s.medical_contact}。"
+        )
+    return lines
 
 
 def render(household: Any, facts: rules.HouseholdFacts, policy: rules.PolicyFacts, topics: List[str], s) -> str:
-    """The reply for a verified household. IDs and phones appear only masked."""
+    """The reply for a verified household: one part per asked topic, each member's lines from the declared rules.
+    IDs and phones appear only masked."""
     lines = [
         f"{household.head_name}家（户编号{household.id}，户主身份证{mask_id(household.head_id_number)}"
         + (f"，电话{mask_phone(household.phone)}" if household.phone else "")
         + f"），{household.settlement}，共{len(facts.members)}人。"
     ]
-    if "subsidies" in topics:
-        lines.append("【补贴】")
-        for member in facts.members:
-            if not member.is_labour:
-                lines.append(f"· {member.name}：不是劳动力，不享受务工交通补贴和就业奖补。")
-                continue
-            parts = []
-            for decision in rules.member_decisions(member, policy).values():
-                parts.append(f"{decision.benefit}{_status_mark(decision)}——{decision.reason}")
-            lines.append(f"· {member.name}：" + "；".join(parts) + "。")
-        lines.append(f"申请材料请问{s.employment_contact}。")
-    if "schools" in topics:
-        pupils = [m for m in facts.members if m.school_stage not in ("", "无")]
-        lines.append("【上学】")
-        if not pupils:
-            lines.append("· 家里没有登记在读的孩子。")
-        for member in pupils:
-            decision = rules.zoned_school(facts.settlement, member.school_stage, policy)
-            if decision.status == rules.ELIGIBLE:
-                lines.append(f"· {member.name}（{member.school_stage}）：{decision.reason}。")
-            else:
-                lines.append(
-                    f"· {member.name}（{member.school_stage}）：{decision.reason}，请问{s.education_contact}。"
-                )
-    if "medical" in topics:
-        lines.append("【医保】")
-        for member in facts.members:
-            decision = rules.medical_subsidy(member, policy)
-            lines.append(f"· {member.name}：{decision.reason}。")
-        lines.append(
-            "看病有三重保障：" + "、".join(policy.medical_tiers) + f"。资助和报销标准请问{s.medical_contact}。"
-        )
+    for section in ("subsidies", "schools", "medical"):
+        if section in topics:
+            lines += _section(section, facts, policy, s)
     if "monitoring" in topics:
         status = facts.monitoring_status
         explain = {
@@ -140,9 +144,8 @@ def _answer(
         household = repository.household_with_members(session, household_id)
         if household is None:
             return None
-        text = render(household, repository.facts_of(household), policy, topics, s)
         repository.audit(session, channel, conversation_id, household_id, topics)
-        return text
+        return render(household, repository.facts_of(household), policy, topics, s)
 
 
 class ActionForgetVerification(Action):

@@ -16,9 +16,9 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
-from actions import db, repository
-from actions.privacy import VERIFICATION_CODE
+from bot import db, repository
 from bot import settings as settings_module
+from bot.privacy import VERIFICATION_CODE
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 from rasa.shared.utils.io import read_json_file
 
-from policies.text_normalization import Normalized, TextNormalizer, chinese_to_int
+from bot.text_normalization import Normalized, TextNormalizer, chinese_to_int
 
 __all__ = ["ChineseNormalizer", "Normalized", "TextNormalizer", "chinese_to_int"]
 

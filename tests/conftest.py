@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from actions import db
-from actions.models import Base
+from bot import db
+from bot.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "demo"
@@ -33,7 +33,7 @@ def database_url(request, tmp_path, monkeypatch):
 @pytest.fixture
 def demo_database(database_url):
     """The fictitious demo ledger, imported."""
-    from actions.importer import import_ledger
+    from bot.importer import import_ledger
 
     with db.session_scope() as session:
         import_ledger(session, DEMO / "households.csv", DEMO / "members.csv")

@@ -6,9 +6,9 @@ import string
 import pytest
 import yaml
 
-from actions.knowledge import Knowledge, KnowledgeError
+from bot.faq import nlu_examples
+from bot.knowledge import Knowledge, KnowledgeError
 from bot.settings import ROOT, Settings
-from bot.staff.search import nlu_examples
 
 KNOWLEDGE = Knowledge.from_dir(ROOT / "knowledge")
 DOMAIN = yaml.safe_load((ROOT / "domain.yml").read_text(encoding="utf-8"))

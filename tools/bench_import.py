@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import create_engine  # noqa: E402
 
-from actions import db  # noqa: E402
-from actions.importer import import_ledger  # noqa: E402
-from actions.models import Base  # noqa: E402
+from bot import db  # noqa: E402
+from bot.importer import import_ledger  # noqa: E402
+from bot.models import Base  # noqa: E402
 from tools.make_demo_ledger import HOUSEHOLD_HEADERS, MEMBER_HEADERS, household_rows, write_csv  # noqa: E402
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actions.identity import make_id_number  # noqa: E402
-from actions.importer import HOUSEHOLD_HEADERS, MEMBER_HEADERS  # noqa: E402
+from bot.identity import make_id_number  # noqa: E402
+from bot.importer import HOUSEHOLD_HEADERS, MEMBER_HEADERS  # noqa: E402
 
 REGION = "140929"  # the administrative code of 岢岚县
 PLACEHOLDER_NAMES = ["张三", "李四", "王五", "赵六", "孙七", "周八", "吴九", "郑十"]

@@ -11,8 +11,7 @@ import argparse
 import getpass
 import sys
 
-from actions import db
-from bot.staff import accounts
+from bot import accounts, db
 
 
 def main(argv=None) -> int:

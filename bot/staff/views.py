@@ -15,15 +15,13 @@ from typing import Any, Dict, List
 import jinja2
 from aiohttp import web
 from markupsafe import escape
-from sqlalchemy import or_, select
 
-from actions import db, knowledge, repository, rules, support
-from actions.models import AuditEntry, Household, Member, StaffUser, Ticket, Unanswered, utcnow
-from actions.privacy import mask_id, mask_phone
-from bot import keys, wechat
-from bot.rasa_client import RasaUnavailable
-from bot.staff import accounts
-from bot.staff.search import tokens
+from bot import accounts, db, knowledge, repository, rules, tickets
+from bot.clients import keys, wechat
+from bot.clients.rasa import RasaUnavailable
+from bot.faq import tokens
+from bot.models import Unanswered, utcnow
+from bot.privacy import mask_id, mask_phone
 
 logger = logging.getLogger(__name__)
 COOKIE = "anju_staff"
@@ -46,11 +44,8 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
 
 
 async def run_db(fn, *args):
-    def work():
-        with db.session_scope() as session:
-            return fn(session, *args)
-
-    return await asyncio.to_thread(work)
+    """`fn(session, *args)` in one transaction, in a worker thread so the event loop keeps answering residents."""
+    return await asyncio.to_thread(db.run, fn, *args)
 
 
 # ---------------------------------------------------------------- the gate: sessions, CSRF, origin
@@ -79,11 +74,10 @@ async def staff_gate(request: web.Request, handler):
         if found is None:
             return None
         user = found.user
-        open_count = len(session.scalars(select(Ticket.id).where(Ticket.status == "open")).all())
         return {
             "user": {"id": user.id, "username": user.username, "role": user.role},
             "csrf": found.csrf_token,
-            "open_tickets": open_count,
+            "open_tickets": tickets.count_open(session),
         }
 
     staff = await run_db(lookup)
@@ -100,10 +94,6 @@ async def staff_gate(request: web.Request, handler):
         request["form"] = form
     request["staff"] = staff
     return await handler(request)
-
-
-def _plain(status: int, text: str) -> web.Response:
-    return web.Response(status=status, text=text, content_type="text/plain", charset="utf-8")
 
 
 def require_admin(request: web.Request) -> None:
@@ -204,33 +194,19 @@ async def ask(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- households
 
 
-def _find_households(session, q: str) -> List[Dict[str, str]]:
-    q = q.strip()
-    if not q:
-        return []
-    conditions = [Household.id == q, Household.head_name.contains(q)]
-    member_ids = select(Member.household_id).where(Member.name.contains(q))
-    if len(q) == 6:
-        suffix = q.upper()
-        conditions.append(Household.head_id_number.endswith(suffix))
-        member_ids = select(Member.household_id).where(or_(Member.name.contains(q), Member.id_number.endswith(suffix)))
-    conditions.append(Household.id.in_(member_ids))
-    found = session.scalars(select(Household).where(or_(*conditions)).order_by(Household.id).limit(50)).all()
-    return [
-        {
-            "id": h.id,
-            "head_name": h.head_name,
-            "masked_id": mask_id(h.head_id_number),
-            "settlement": h.settlement,
-            "monitoring_status": h.monitoring_status,
-        }
-        for h in found
-    ]
+def _household_row(h) -> Dict[str, str]:
+    return {
+        "id": h.id,
+        "head_name": h.head_name,
+        "masked_id": mask_id(h.head_id_number),
+        "settlement": h.settlement,
+        "monitoring_status": h.monitoring_status,
+    }
 
 
 async def households(request: web.Request) -> web.Response:
     q = request.query.get("q", "").strip()[:64]
-    results = await run_db(_find_households, q)
+    results = await run_db(lambda session: [_household_row(h) for h in repository.find_households(session, q)])
     return render(request, "households.html", title="查住户", q=q, results=results)
 
 
@@ -243,48 +219,48 @@ async def household(request: web.Request) -> web.Response:
         h = repository.household_with_members(session, household_id)
         if h is None:
             return None
-        facts = repository.facts_of(h)
-        members = []
-        for row, m in zip(h.members, facts.members, strict=True):
-            decisions = rules.member_decisions(m, policy)
-            school = rules.zoned_school(facts.settlement, m.school_stage, policy)
-            members.append(
-                {
-                    "name": m.name,
-                    "relation": m.relation,
-                    "masked_id": mask_id(row.id_number),
-                    "work": f"{m.work_region}，{m.months_employed}个月" if m.work_region != "未就业" else "未就业",
-                    "transport": decisions["transport_subsidy"].reason,
-                    "award": decisions["employment_award"].reason,
-                    "medical": rules.medical_subsidy(m, policy).reason,
-                    "school": school.reason if m.school_stage not in ("", "无") else "—",
-                }
-            )
         repository.audit(session, "staff", f"staff:{username}", h.id, ["staff_lookup"], actor=f"staff:{username}")
-        return {
-            "id": h.id,
-            "head_name": h.head_name,
-            "masked_id": mask_id(h.head_id_number),
-            "masked_phone": mask_phone(h.phone) if h.phone else "",
-            "settlement": h.settlement,
-            "address": h.address,
-            "origin_village": h.origin_village,
-            "household_type": h.household_type,
-            "monitoring_status": h.monitoring_status,
-            "members": members,
-        }
+        return _household_detail(h, policy)
 
     detail = await run_db(load)
     if detail is None:
         raise web.HTTPNotFound(text="没有这个户编号")
-    return render(request, "households.html", title=detail["head_name"], household=detail)
+    return render(request, "households.html", title=detail["head_name"], household=detail, rules=rules.RULES)
+
+
+def _household_detail(h, policy: rules.PolicyFacts) -> Dict[str, Any]:
+    """What the staff household page shows: masked numbers, and each member's decision under every declared rule."""
+    facts = repository.facts_of(h)
+    members = []
+    for row, m in zip(h.members, facts.members, strict=True):
+        decided = rules.member_decisions(m, facts, policy)
+        members.append(
+            {
+                "name": m.name,
+                "relation": m.relation,
+                "masked_id": mask_id(row.id_number),
+                "work": f"{m.work_region}，{m.months_employed}个月" if m.work_region != rules.UNEMPLOYED else "未就业",
+                "decisions": {rule_id: decision.reason for rule_id, (_, decision) in decided.items()},
+            }
+        )
+    return {
+        "id": h.id,
+        "head_name": h.head_name,
+        "masked_id": mask_id(h.head_id_number),
+        "masked_phone": mask_phone(h.phone) if h.phone else "",
+        "settlement": h.settlement,
+        "address": h.address,
+        "origin_village": h.origin_village,
+        "household_type": h.household_type,
+        "monitoring_status": h.monitoring_status,
+        "members": members,
+    }
 
 
 async def audit_log(request: web.Request) -> web.Response:
     require_admin(request)
 
     def load(session):
-        rows = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(500)).all()
         return [
             {
                 "at": e.at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -294,7 +270,7 @@ async def audit_log(request: web.Request) -> web.Response:
                 "household_id": e.household_id,
                 "shown": e.shown,
             }
-            for e in rows
+            for e in repository.recent_audit(session)
         ]
 
     return render(request, "audit.html", title="查询记录", entries=await run_db(load))
@@ -305,15 +281,8 @@ async def audit_log(request: web.Request) -> web.Response:
 
 async def users(request: web.Request) -> web.Response:
     require_admin(request)
-    listing = await run_db(_user_listing)
+    listing = await run_db(accounts.list_users)
     return render(request, "users.html", title="账号", users=listing, notice=request.query.get("notice"))
-
-
-def _user_listing(session) -> List[Dict[str, Any]]:
-    return [
-        {"id": u.id, "username": u.username, "role": u.role, "active": u.active}
-        for u in session.scalars(select(StaffUser).order_by(StaffUser.id))
-    ]
 
 
 async def create_user(request: web.Request) -> web.Response:
@@ -334,7 +303,7 @@ async def create_user(request: web.Request) -> web.Response:
 
     problem = await run_db(create)
     if problem:
-        listing = await run_db(_user_listing)
+        listing = await run_db(accounts.list_users)
         return render(request, "users.html", status=400, title="账号", users=listing, error=problem)
     raise web.HTTPFound(f"/staff/users?notice=已创建账号 {username}")
 
@@ -343,12 +312,7 @@ async def disable_user(request: web.Request) -> web.Response:
     require_admin(request)
     user_id = int(request.match_info["user_id"])
 
-    def disable(session):
-        user = session.get(StaffUser, user_id)
-        if user is not None and user.id != request["staff"]["user"]["id"]:
-            user.active = False
-
-    await run_db(disable)
+    await run_db(accounts.disable_user, user_id, request["staff"]["user"]["id"])
     raise web.HTTPFound("/staff/users?notice=已停用")
 
 
@@ -431,11 +395,8 @@ async def unanswered(request: web.Request) -> web.Response:
     faq_tokens = lambda text: tokens(text, request.app[keys.FAQ].normalizer)  # noqa: E731
 
     def load(session):
-        since = utcnow() - dt.timedelta(weeks=8)
-        open_items = session.scalars(
-            select(Unanswered).where(Unanswered.handled.is_(False)).order_by(Unanswered.at.desc())
-        ).all()
-        recent = session.scalars(select(Unanswered).where(Unanswered.at >= since)).all()
+        open_items = tickets.open_unanswered(session)
+        recent = tickets.unanswered_since(session, utcnow() - dt.timedelta(weeks=8))
         session.expunge_all()
         return open_items, recent
 
@@ -452,11 +413,7 @@ async def unanswered(request: web.Request) -> web.Response:
 async def mark_handled(request: web.Request) -> web.Response:
     ids = [int(i) for i in str(request["form"].get("ids", "")).split(",") if i.strip().isdigit()]
 
-    def mark(session):
-        for item in session.scalars(select(Unanswered).where(Unanswered.id.in_(ids))):
-            item.handled = True
-
-    await run_db(mark)
+    await run_db(tickets.mark_handled, ids)
     raise web.HTTPFound("/staff/unanswered")
 
 
@@ -466,7 +423,7 @@ async def export_unanswered(request: web.Request) -> web.Response:
     by_title = {e.title: e.intent for e in kb.entries.values()}
 
     def load(session):
-        return [(i.text, i.topic) for i in session.scalars(select(Unanswered).where(Unanswered.handled.is_(False)))]
+        return [(i.text, i.topic) for i in tickets.open_unanswered(session)]
 
     blocks: Dict[str, List[str]] = {}
     for text, topic in await run_db(load):
@@ -503,7 +460,7 @@ async def ticket_list(request: web.Request) -> web.Response:
                 "transcript": t.transcript,
                 "messages": [{"author": m.author, "text": m.text} for m in t.messages],
             }
-            for t in support.tickets(session, "open")
+            for t in tickets.list_tickets(session, "open")
         ]
 
     return render(
@@ -519,11 +476,8 @@ async def ticket_reply(request: web.Request) -> web.Response:
         raise web.HTTPFound("/staff/tickets")
 
     def reply(session):
-        ticket = session.get(Ticket, ticket_id)
-        if ticket is None or ticket.status != "open":
-            return None
-        support.add_message(session, ticket, author, text)
-        return ticket.channel, ticket.conversation_id
+        ticket = tickets.staff_reply(session, ticket_id, author, text)
+        return ticket and (ticket.channel, ticket.conversation_id)
 
     found = await run_db(reply)
     if found is None:
@@ -540,12 +494,8 @@ async def ticket_close(request: web.Request) -> web.Response:
     farewell = "工作人员已结束这次对话。您可以继续问安居助手。"
 
     def close(session):
-        ticket = session.get(Ticket, ticket_id)
-        if ticket is None or ticket.status != "open":
-            return None
-        support.add_message(session, ticket, author, farewell)
-        support.close_ticket(session, ticket, author)
-        return ticket.channel, ticket.conversation_id
+        ticket = tickets.staff_reply(session, ticket_id, author, farewell, close=True)
+        return ticket and (ticket.channel, ticket.conversation_id)
 
     found = await run_db(close)
     if found and found[0] == "wechat" and found[1].startswith("wechat:"):

@@ -7,8 +7,8 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import knowledge
 from actions.answers import ActionAnswer
+from bot import knowledge
 from bot.settings import ROOT
 
 

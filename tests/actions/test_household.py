@@ -8,10 +8,10 @@ from rasa_sdk.events import ActiveLoop, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import select
 
-from actions import db, repository
 from actions.household import ActionForgetVerification, ActionHouseholdAnswer, topics_of
-from actions.models import AuditEntry, utcnow
 from actions.verification import ValidateVerifyForm, parse_identity
+from bot import db, repository
+from bot.models import AuditEntry, utcnow
 
 DOMAIN = {
     "forms": {"verify_form": {"required_slots": ["head_name", "id_suffix"]}},

@@ -5,8 +5,8 @@ import logging
 
 import pytest
 
-from actions.identity import InvalidIdNumber, check_digit, make_id_number, parse_id_number
-from actions.privacy import MaskingFilter, mask_id, mask_phone, mask_text
+from bot.identity import InvalidIdNumber, check_digit, make_id_number, parse_id_number
+from bot.privacy import MaskingFilter, mask_id, mask_phone, mask_text
 
 
 def test_known_check_digits():

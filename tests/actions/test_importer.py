@@ -6,10 +6,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from actions import db
-from actions.identity import make_id_number
-from actions.importer import HOUSEHOLD_HEADERS, MEMBER_HEADERS, LedgerError, import_ledger, main
-from actions.models import Household, Member
+from bot import db
+from bot.identity import make_id_number
+from bot.importer import HOUSEHOLD_HEADERS, MEMBER_HEADERS, LedgerError, import_ledger, main
+from bot.models import Household, Member
 
 from ..conftest import DEMO
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from actions import rules
-from actions.knowledge import Knowledge
+from bot import rules
+from bot.knowledge import Knowledge
 from bot.settings import ROOT
 
 POLICY = rules.PolicyFacts.from_knowledge(Knowledge.from_dir(ROOT / "knowledge").entries)

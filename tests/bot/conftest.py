@@ -12,8 +12,8 @@ import json
 import pytest
 from aiohttp import web
 
-from bot.app import init_app
 from bot.settings import Settings
+from bot.web.app import init_app
 
 TOKEN = "anjutoken"
 APP_ID = "wx1234567890abcdef"

@@ -7,9 +7,8 @@ import re
 import pytest
 from sqlalchemy import select, update
 
-from actions import db, support
-from actions.models import AuditEntry, StaffSession, StaffUser, Ticket, Unanswered, utcnow
-from bot.staff import accounts
+from bot import accounts, db, tickets
+from bot.models import AuditEntry, StaffSession, StaffUser, Ticket, Unanswered, utcnow
 from bot.staff.__main__ import main as staff_command
 
 PASSWORD = "correct-horse-42"
@@ -192,7 +191,7 @@ async def test_unanswered_grouped_charted_exported_and_handled(client, users):
     with db.session_scope() as s:
         for text, topic in [("明天下雨吗", ""), ("明天会下雨吗", ""), ("电话14092919580307042X", ""),
                             ("医保卡丢了咋补办啊", "医保看病"), ("医保卡丢了怎么补办", "医保看病")]:  # fmt: skip
-            support.log_unanswered(s, "web", "c1", text, "nlu_fallback", topic)
+            tickets.log_unanswered(s, "web", "c1", text, "nlu_fallback", topic)
     token = await signed_in(client)
     html = await (await client.get("/staff/unanswered")).text()
     assert "<svg" in html and "医保看病" in html and "<rect" in html
@@ -213,8 +212,8 @@ async def test_unanswered_grouped_charted_exported_and_handled(client, users):
 
 async def test_ticket_reply_and_close(client, users, wechat_api):
     with db.session_scope() as s:
-        web_ticket = support.open_ticket(s, "web-1", "web", ["居民：转人工"], None).id
-        wechat_ticket = support.open_ticket(s, "wechat:oAbc", "wechat", ["居民：找工作人员"], "GHY00001").id
+        web_ticket = tickets.open_ticket(s, "web-1", "web", ["居民：转人工"], None).id
+        wechat_ticket = tickets.open_ticket(s, "wechat:oAbc", "wechat", ["居民：找工作人员"], "GHY00001").id
     token = await signed_in(client)
     html = await (await client.get("/staff/tickets")).text()
     assert f"工单 {web_ticket}" in html and "已核验住户 GHY00001" in html
@@ -225,7 +224,7 @@ async def test_ticket_reply_and_close(client, users, wechat_api):
     with db.session_scope() as s:
         ticket = s.get(Ticket, web_ticket)
         assert ticket.status == "closed" and ticket.closed_by == "staff:clerk1"
-        messages = support.staff_messages_after(s, "web-1", 0)
+        messages = tickets.staff_messages_after(s, "web-1", 0)
     assert [m["text"] for m in messages] == ["您好，我是社区小王", "工作人员已结束这次对话。您可以继续问安居助手。"]
 
 

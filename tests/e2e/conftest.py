@@ -45,7 +45,7 @@ class Stack:
         endpoints = work / "endpoints.yml"
         endpoints.write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n'
-            "tracker_store:\n  type: bot.tracker_store.ScrubbingTrackerStore\n",
+            "tracker_store:\n  type: policies.tracker_store.ScrubbingTrackerStore\n",
             encoding="utf-8",
         )
         self.logs = {"actions": work / "actions.log", "rasa": work / "rasa.log"}
@@ -114,9 +114,9 @@ def stacks(tmp_path_factory):
 def _load_demo_ledger(urls):
     from sqlalchemy import create_engine
 
-    from actions import db
-    from actions.importer import import_ledger
-    from actions.models import Base
+    from bot import db
+    from bot.importer import import_ledger
+    from bot.models import Base
 
     for url in urls:
         engine = create_engine(url, future=True)

@@ -7,8 +7,7 @@ import pytest
 import requests
 from playwright.sync_api import sync_playwright
 
-from actions import db
-from bot.staff import accounts
+from bot import accounts, db
 
 from .test_pages import CHROMIUM, PHONE, SHOTS
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 import contextlib
 import threading
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Callable, Dict, Iterator, TypeVar
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import settings as settings_module
 
+T = TypeVar("T")
 _lock = threading.Lock()
 _factories: Dict[str, sessionmaker] = {}
 
@@ -48,7 +49,7 @@ def session_factory(url: str | None = None) -> sessionmaker:
     with _lock:
         factory = _factories.get(url)
         if factory is None:
-            from actions.models import Base
+            from bot.models import Base
 
             engine = make_engine(url)
             Base.metadata.create_all(engine)
@@ -61,6 +62,16 @@ def session_factory(url: str | None = None) -> sessionmaker:
 def session_scope(url: str | None = None) -> Iterator[Session]:
     with session_factory(url).begin() as session:
         yield session
+
+
+def run(fn: Callable[..., T], *args) -> T:
+    """`fn(session, *args)` in one transaction: the way the doors call a repository function (in a worker thread)."""
+    with session_scope() as session:
+        return fn(session, *args)
+
+
+def ping(session: Session) -> bool:
+    return session.execute(text("SELECT 1")).scalar() == 1
 
 
 def dispose(url: str | None = None) -> None:

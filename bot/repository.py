@@ -7,11 +7,11 @@ import hmac
 from dataclasses import dataclass
 from typing import Iterable, List
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from actions.models import AuditEntry, Household, VerificationLock, utcnow
-from actions.rules import HouseholdFacts, MemberFacts
+from bot.models import AuditEntry, Household, Member, VerificationLock, utcnow
+from bot.rules import HouseholdFacts, MemberFacts
 
 
 @dataclass(frozen=True)
@@ -131,3 +131,22 @@ def audit(
             actor=actor,
         )
     )
+
+
+def find_households(session: Session, q: str, limit: int = 50) -> List[Household]:
+    """Households whose 户编号 is `q`, whose head or a member has `q` in the name, or (6 characters) whose head's or a
+    member's ID number ends with `q`."""
+    q = q.strip()
+    if not q:
+        return []
+    conditions = [Household.id == q, Household.head_name.contains(q)]
+    member_match = [Member.name.contains(q)]
+    if len(q) == 6:
+        conditions.append(Household.head_id_number.endswith(q.upper()))
+        member_match.append(Member.id_number.endswith(q.upper()))
+    conditions.append(Household.id.in_(select(Member.household_id).where(or_(*member_match))))
+    return list(session.scalars(select(Household).where(or_(*conditions)).order_by(Household.id).limit(limit)))
+
+
+def recent_audit(session: Session, limit: int = 500) -> List[AuditEntry]:
+    return list(session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)))

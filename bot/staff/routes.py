@@ -1,21 +1,13 @@
-"""URL routes of the gateway."""
+"""URL routes of the staff console (/staff)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from bot import keys, views
 from bot.staff import views as staff
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_get("/", views.chat_page)
-    app.router.add_get("/kiosk", views.kiosk_page)
-    app.router.add_post("/api/chat", views.api_chat)
-    app.router.add_get("/api/messages", views.staff_messages)
-    app.router.add_get("/healthz", views.healthz)
-    app.router.add_get("/wechat", views.wechat_verify)
-    app.router.add_post("/wechat", views.wechat_message)
     app.router.add_get("/staff/login", staff.login_form)
     app.router.add_post("/staff/login", staff.login)
     app.router.add_post("/staff/logout", staff.logout)
@@ -33,4 +25,3 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/staff/tickets", staff.ticket_list)
     app.router.add_post("/staff/tickets/{ticket_id:\\d+}/reply", staff.ticket_reply)
     app.router.add_post("/staff/tickets/{ticket_id:\\d+}/close", staff.ticket_close)
-    app.router.add_static("/static/", app[keys.STATIC_DIR], name="static")

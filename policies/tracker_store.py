@@ -1,8 +1,8 @@
 """Tracker stores that never keep personal numbers: ID numbers, phone numbers and verification codes are masked in
 every event before a conversation is stored, so neither the store nor anything reading it ever sees them.
 
-endpoints.yml:  tracker_store: {type: bot.tracker_store.ScrubbingTrackerStore}        (in memory)
-                tracker_store: {type: bot.tracker_store.ScrubbingSQLTrackerStore, …}  (SQL, e.g. PostgreSQL)
+endpoints.yml:  tracker_store: {type: policies.tracker_store.ScrubbingTrackerStore}        (in memory)
+                tracker_store: {type: policies.tracker_store.ScrubbingSQLTrackerStore, …}  (SQL, e.g. PostgreSQL)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from rasa.core.tracker_store import InMemoryTrackerStore, SQLTrackerStore
 from rasa.shared.core.events import BotUttered, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from actions.privacy import install_log_masking, mask_text
+from bot.privacy import install_log_masking, mask_text
 
 # slots that hold what a resident typed to prove who they are: never stored, whatever their value
 SECRET_SLOTS = ("id_suffix",)

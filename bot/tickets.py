@@ -6,11 +6,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Dict, List, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from actions.models import Ticket, TicketMessage, Unanswered, utcnow
-from actions.privacy import mask_text
+from bot.models import Ticket, TicketMessage, Unanswered, utcnow
+from bot.privacy import mask_text
 
 RESIDENT = "resident"
 
@@ -53,6 +53,15 @@ def open_ticket_for(session: Session, conversation_id: str) -> Ticket | None:
     ).first()
 
 
+def route_to_open_ticket(session: Session, conversation_id: str, message: str) -> bool:
+    """Copies the resident's message into the conversation's open ticket; False when there is none."""
+    ticket = open_ticket_for(session, conversation_id)
+    if ticket is None:
+        return False
+    add_message(session, ticket, RESIDENT, message)
+    return True
+
+
 def add_message(session: Session, ticket: Ticket, author: str, text: str) -> TicketMessage:
     message = TicketMessage(ticket_id=ticket.id, author=author, text=mask_text(text)[:2000])
     session.add(message)
@@ -64,7 +73,7 @@ def close_ticket(session: Session, ticket: Ticket, by: str, now: dt.datetime | N
     ticket.status, ticket.closed_at, ticket.closed_by = "closed", now or utcnow(), by
 
 
-def tickets(session: Session, status: str | None = "open") -> List[Ticket]:
+def list_tickets(session: Session, status: str | None = "open") -> List[Ticket]:
     query = select(Ticket).options(selectinload(Ticket.messages)).order_by(Ticket.created_at.desc())
     if status:
         query = query.where(Ticket.status == status)
@@ -84,3 +93,31 @@ def staff_messages_after(session: Session, conversation_id: str, after_id: int) 
         .order_by(TicketMessage.id)
     ).all()
     return [{"id": r.id, "text": r.text, "at": r.at.isoformat() + "Z"} for r in rows]
+
+
+def count_open(session: Session) -> int:
+    return session.scalar(select(func.count(Ticket.id)).where(Ticket.status == "open")) or 0
+
+
+def staff_reply(session: Session, ticket_id: int, author: str, text: str, close: bool = False) -> Ticket | None:
+    """Adds a staff message to an open ticket (and closes it); None when the ticket is not open."""
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None or ticket.status != "open":
+        return None
+    add_message(session, ticket, author, text)
+    if close:
+        close_ticket(session, ticket, author)
+    return ticket
+
+
+def open_unanswered(session: Session) -> List[Unanswered]:
+    return list(session.scalars(select(Unanswered).where(Unanswered.handled.is_(False)).order_by(Unanswered.at.desc())))
+
+
+def unanswered_since(session: Session, since: dt.datetime) -> List[Unanswered]:
+    return list(session.scalars(select(Unanswered).where(Unanswered.at >= since)))
+
+
+def mark_handled(session: Session, ids: Sequence[int]) -> None:
+    for item in session.scalars(select(Unanswered).where(Unanswered.id.in_(list(ids)))):
+        item.handled = True

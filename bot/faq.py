@@ -14,8 +14,8 @@ from typing import Dict, Iterable, List
 import jieba
 import yaml
 
-from actions.knowledge import Knowledge
-from policies.text_normalization import TextNormalizer
+from bot.knowledge import Knowledge
+from bot.text_normalization import TextNormalizer
 
 _ANNOTATION = re.compile(r"\[([^\]]+)\]\([^)]+\)|\[([^\]]+)\]\{[^}]+\}")
 _WORD = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]")

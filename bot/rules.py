@@ -1,13 +1,15 @@
-"""Eligibility rules: plain data in, decisions out. No I/O and no Rasa imports.
+"""Eligibility rules: plain data in, decisions out. No I/O and no framework imports.
 
-The figures come from the same knowledge entries the general answers use (`PolicyFacts.from_knowledge`), so the
-household answers and the policy answers can never disagree.
+Each rule is declared once in `RULES` (what it reads, how it decides and words the decision, which knowledge entry
+gives its figures and source); the resident's household answer, the staff household page and the tests iterate over
+`RULES`, so a new rule is one function and one declaration here, plus its table test. The figures come from the same
+knowledge entries the general answers use (`PolicyFacts.from_knowledge`), so household and policy answers agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Tuple
+from typing import Callable, Dict, Mapping, Tuple
 
 REGIONS = ("县内", "县外省内", "省外")
 UNEMPLOYED = "未就业"
@@ -151,8 +153,66 @@ def medical_subsidy(member: MemberFacts, policy: PolicyFacts) -> Decision:
     return Decision(benefit, NOT_ELIGIBLE, f"属于{category}，按普通居民标准参保缴费")
 
 
-def member_decisions(member: MemberFacts, policy: PolicyFacts) -> Dict[str, Decision]:
+def is_pupil(member: MemberFacts) -> bool:
+    return member.school_stage not in ("", "无")
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    benefit: str  # how residents and staff see it named
+    section: str  # the part of the household answer it belongs to: subsidies / schools / medical
+    inputs: Tuple[str, ...]  # the member and household facts it reads
+    knowledge_entry: str  # the knowledge entry (answers.yml) its figures and its source come from
+    decide: Callable[[MemberFacts, HouseholdFacts, PolicyFacts], Decision]
+    applies_to: Callable[[MemberFacts], bool] = lambda member: True  # members it says anything about
+    contact: str = ""  # the settings' contact to ask when the decision is UNKNOWN ("" when the reason names one)
+
+
+RULES: Tuple[Rule, ...] = (
+    Rule(
+        "transport_subsidy",
+        "务工交通补贴",
+        "subsidies",
+        ("is_labour", "work_region", "got_transport_subsidy"),
+        "transport_subsidy",
+        lambda m, h, p: transport_subsidy(m, p),
+    ),
+    Rule(
+        "employment_award",
+        "就业奖补",
+        "subsidies",
+        ("is_labour", "work_region", "months_employed", "got_employment_award"),
+        "employment_award",
+        lambda m, h, p: employment_award(m, p),
+    ),
+    Rule(
+        "zoned_school",
+        "划片学校",
+        "schools",
+        ("school_stage", "settlement"),
+        "school",
+        lambda m, h, p: zoned_school(h.settlement, m.school_stage, p),
+        applies_to=is_pupil,
+        contact="education_contact",
+    ),
+    Rule(
+        "medical_subsidy",
+        "医保参保分类资助",
+        "medical",
+        ("insured", "insurance_category"),
+        "medical",
+        lambda m, h, p: medical_subsidy(m, p),
+    ),
+)
+
+
+def member_decisions(
+    member: MemberFacts, household: HouseholdFacts, policy: PolicyFacts, section: str | None = None
+) -> Dict[str, Tuple[Rule, Decision]]:
+    """Every declared rule that applies to the member (in `section`, if given), by rule id, in declaration order."""
     return {
-        "transport_subsidy": transport_subsidy(member, policy),
-        "employment_award": employment_award(member, policy),
+        rule.id: (rule, rule.decide(member, household, policy))
+        for rule in RULES
+        if (section is None or rule.section == section) and rule.applies_to(member)
     }

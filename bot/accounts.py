@@ -9,11 +9,12 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any, Dict, List
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from actions.models import StaffSession, StaffUser, utcnow
+from bot.models import StaffSession, StaffUser, utcnow
 
 ROLES = ("staff", "admin")
 _N, _R, _P = 2**14, 8, 1
@@ -135,3 +136,19 @@ def end_session(session: Session, token: str | None) -> None:
         found = session.get(StaffSession, _token_hash(token))
         if found is not None:
             session.delete(found)
+
+
+def list_users(session: Session) -> List[Dict[str, Any]]:
+    return [
+        {"id": u.id, "username": u.username, "role": u.role, "active": u.active}
+        for u in session.scalars(select(StaffUser).order_by(StaffUser.id))
+    ]
+
+
+def disable_user(session: Session, user_id: int, by_user_id: int) -> bool:
+    """Disables an account; nobody can disable their own. False when nothing changed."""
+    user = session.get(StaffUser, user_id)
+    if user is None or user.id == by_user_id:
+        return False
+    user.active = False
+    return True

@@ -9,12 +9,12 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from actions.privacy import install_log_masking
-from bot import keys, wechat
 from bot import settings as settings_module
-from bot.rasa_client import RasaClient
-from bot.routes import setup_routes
+from bot.clients import keys, wechat
+from bot.clients.rasa import RasaClient
+from bot.privacy import install_log_masking
 from bot.staff.views import staff_gate
+from bot.web.routes import setup_routes
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -52,8 +52,8 @@ async def _http_client(app: web.Application):
 
 
 async def _build_faq_index(app: web.Application) -> None:
-    from actions import knowledge
-    from bot.staff.search import FaqIndex
+    from bot import knowledge
+    from bot.faq import FaqIndex
 
     app[keys.FAQ] = await asyncio.to_thread(FaqIndex, knowledge.load(), settings_module.ROOT / "data" / "nlu")
 

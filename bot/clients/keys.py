@@ -8,8 +8,8 @@ from typing import Set
 
 from aiohttp import web
 
-from bot import wechat
-from bot.rasa_client import RasaClient
+from bot.clients import wechat
+from bot.clients.rasa import RasaClient
 from bot.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -3,7 +3,7 @@
 All or nothing: a file with any bad row changes nothing, and every bad row is listed with its line number and reason.
 Re-importing updates in place, keyed on 户编号 and 身份证号.
 
-    python -m actions.importer --households 户.csv --members 成员.xlsx      (or: make import HOUSEHOLDS=… MEMBERS=…)
+    python -m bot.importer --households 户.csv --members 成员.xlsx      (or: make import HOUSEHOLDS=… MEMBERS=…)
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from actions import db
-from actions.identity import InvalidIdNumber, parse_id_number
-from actions.models import Household, Member
+from bot import db
+from bot.identity import InvalidIdNumber, parse_id_number
+from bot.models import Household, Member
 
 HOUSEHOLD_HEADERS = (
     "户编号",

@@ -1,3 +1,0 @@
-from bot.app import main
-
-main()
