@@ -6,7 +6,7 @@ VENV       := .venv
 PY         := $(VENV)/bin/python
 RASA       := $(VENV)/bin/rasa
 STAMP      := $(VENV)/.installed-$(shell sha256sum requirements.lock | cut -c1-12)
-MODEL      := models/anju-$(shell tools/model-fingerprint).tar.gz
+MODEL      := models/anju.tar.gz
 RASA_PORT    ?= 5005
 ACTIONS_PORT ?= 5055
 
@@ -17,7 +17,7 @@ export PYTHONWARNINGS         := ignore
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install train run demo-data import bench-import staff-admin staff-user shell test test-unit validate test-nlu test-conversations lint lock clean
+.PHONY: help install train layers run migrate demo-data import bench-import staff-admin staff-user shell test test-unit validate test-nlu test-conversations lint lock clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -29,11 +29,13 @@ $(STAMP): requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	@rm -f $(VENV)/.installed-*; touch $@
 
-train: install ## train the model, only if data, config, domain or components changed since the last training
-	@model=$(MODEL); if [ -f "$$model" ]; then echo "Model up to date: $$model"; else \
-	  echo "Training $$model"; \
-	  $(RASA) train --force --fixed-model-name $$(basename $$model .tar.gz) --out models && \
-	  find models -name 'anju-*.tar.gz' ! -path "$$model" -delete; fi
+train: install ## train the model, only if Rasa's own fingerprints say something it depends on changed
+	@if [ -f $(MODEL) ] && $(RASA) train --dry-run --skip-validation --out models >/dev/null 2>&1; then \
+	  echo "Model up to date: $(MODEL)"; else \
+	  echo "Training $(MODEL)"; $(RASA) train --skip-validation --fixed-model-name anju --out models; fi
+
+layers: install ## draw the imports and check that they run one way: core <- clients <- staff <- web; actions, policies
+	$(VENV)/bin/lint-imports
 
 run: train demo-data ## start the action server, the Rasa server and the gateway until Ctrl-C
 	@echo "安居助手 chat page:    http://localhost:$${ANJU_GATEWAY_PORT:-8080}/"
@@ -43,10 +45,13 @@ run: train demo-data ## start the action server, the Rasa server and the gateway
 	@echo "Ctrl-C stops everything."
 	ANJU_MODEL=$(MODEL) RASA_PORT=$(RASA_PORT) ACTIONS_PORT=$(ACTIONS_PORT) $(VENV)/bin/honcho start -f Procfile
 
-demo-data: install ## load the fictitious sample ledger in demo/ into the database, if it has no households yet
+migrate: install ## upgrade the database (DATABASE_URL, default run/anju.sqlite3) to the current schema revision
+	@$(PY) -m bot.migrate
+
+demo-data: install migrate ## load the fictitious sample ledger in demo/ into the database, if it has no households yet
 	@$(PY) -m bot.importer --households demo/households.csv --members demo/members.csv --only-if-empty
 
-import: install ## import a ledger: make import HOUSEHOLDS=户.csv MEMBERS=成员.xlsx (CSV in UTF-8/GBK, or XLSX)
+import: install migrate ## import a ledger: make import HOUSEHOLDS=户.csv MEMBERS=成员.xlsx (CSV in UTF-8/GBK, or XLSX)
 	@test -n "$(HOUSEHOLDS)$(MEMBERS)" || { echo "usage: make import HOUSEHOLDS=path MEMBERS=path"; exit 2; }
 	$(PY) -m bot.importer $(if $(HOUSEHOLDS),--households "$(HOUSEHOLDS)") $(if $(MEMBERS),--members "$(MEMBERS)")
 
@@ -86,6 +91,7 @@ bench-import: install ## time importing a 1773-household ledger into SQLite and 
 lint: install ## ruff over the Python code
 	$(VENV)/bin/ruff check actions bot policies tests tools/*.py
 	$(VENV)/bin/ruff format --check actions bot policies tests tools/*.py
+	$(VENV)/bin/lint-imports --no-cache
 
 lock: ## re-resolve requirements.in into requirements.lock (needs the registry; takes minutes)
 	@py=$$(tools/find-python310); rm -rf /tmp/anju-lock && "$$py" -m venv /tmp/anju-lock && \
@@ -94,4 +100,4 @@ lock: ## re-resolve requirements.in into requirements.lock (needs the registry; 
 	  /tmp/anju-lock/bin/pip freeze --all | grep -v '^pip=='; } > requirements.lock
 
 clean: ## remove trained models and test results (keeps the virtualenv)
-	rm -rf models results .pytest_cache
+	rm -rf models results .pytest_cache .rasa

@@ -1,4 +1,5 @@
-"""The database: one engine and session factory per URL. SQLite file by default, PostgreSQL via DATABASE_URL.
+"""The database: one engine and session factory per URL. SQLite file by default, PostgreSQL via DATABASE_URL; the
+schema is Alembic's (bot.migrate).
 
 Sessions are per request and the caller owns the transaction: `with session_scope() as s: ...` commits on success
 and rolls back on error.
@@ -44,15 +45,12 @@ def make_engine(url: str) -> Engine:
 
 
 def session_factory(url: str | None = None) -> sessionmaker:
-    """The sessionmaker for `url` (default: settings), creating the engine and the tables on first use."""
+    """The sessionmaker for `url` (default: settings). The schema is made by `bot.migrate` (make migrate), not here."""
     url = url or database_url()
     with _lock:
         factory = _factories.get(url)
         if factory is None:
-            from bot.models import Base
-
             engine = make_engine(url)
-            Base.metadata.create_all(engine)
             factory = sessionmaker(bind=engine, future=True, expire_on_commit=False)
             _factories[url] = factory
         return factory

@@ -20,7 +20,7 @@ from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot import db
+from bot import db, migrate
 from bot.identity import InvalidIdNumber, parse_id_number
 from bot.models import Household, Member
 
@@ -381,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path is not None and not path.is_file():
             print(f"找不到文件：{path}", file=sys.stderr)
             return 2
+    migrate.upgrade(args.database_url)  # an older database gets the current schema first
     if args.only_if_empty:
         with db.session_scope(args.database_url) as session:
             if session.scalar(select(func.count()).select_from(Household)):

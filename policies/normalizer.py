@@ -1,11 +1,13 @@
 """ChineseNormalizer: the first step of the NLU pipeline, so that every later component sees one spelling of a question.
 
-The normalization itself lives in policies/text_normalization.py (no Rasa imports, also used by the staff search).
+The normalization itself lives in bot/text_normalization.py (no Rasa imports, also used by the staff search).
 Entity offsets in training data follow the text.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
 from typing import Any, Dict, List, Text
 
@@ -18,6 +20,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 from rasa.shared.utils.io import read_json_file
 
+from bot import text_normalization
 from bot.text_normalization import Normalized, TextNormalizer, chinese_to_int
 
 __all__ = ["ChineseNormalizer", "Normalized", "TextNormalizer", "chinese_to_int"]
@@ -71,6 +74,11 @@ class ChineseNormalizer(GraphComponent):
     @staticmethod
     def required_packages() -> List[Text]:
         return ["opencc"]
+
+    @classmethod
+    def fingerprint_addon(cls, config: Dict[Text, Any]) -> str | None:
+        """The normalization itself lives in bot.text_normalization: Rasa retrains when that code changes."""
+        return hashlib.sha256(inspect.getsource(text_normalization).encode("utf-8")).hexdigest()
 
     def train(self, training_data: TrainingData) -> Resource:
         import json

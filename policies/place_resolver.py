@@ -9,8 +9,11 @@ did when it was trained.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Text, Tuple
@@ -182,14 +185,38 @@ class PlaceResolver(GraphComponent, EntityExtractorMixin):
         self._config = config
         self._model_storage = model_storage
         self._resource = resource
+        self.served = served or self._served(config)
+        self.patterns = patterns or []
+        self._matcher = PlaceMatcher(self.patterns) if self.patterns else None
+
+    @staticmethod
+    def _served(config: Dict[Text, Any]) -> Served:
         settings = settings_module.load()
-        self.served = served or Served(
+        return Served(
             config.get("province") or settings.province,
             config.get("city") or settings.city,
             config.get("county") or settings.county,
         )
-        self.patterns = patterns or []
-        self._matcher = PlaceMatcher(self.patterns) if self.patterns else None
+
+    @staticmethod
+    def _gazetteer_path(config: Dict[Text, Any]) -> Path:
+        path = Path(config.get("gazetteer_path") or "knowledge/places.yml")
+        return path if path.is_absolute() else settings_module.ROOT / path
+
+    @classmethod
+    def fingerprint_addon(cls, config: Dict[Text, Any]) -> str | None:
+        """What training reads besides the training data: the gazetteer file, the served place from the settings and
+        the helper functions of this module. Rasa retrains this component exactly when one of them changes."""
+        path = cls._gazetteer_path(config)
+        gazetteer = path.read_bytes() if path.exists() else b""
+        return json.dumps(
+            {
+                "gazetteer": hashlib.sha256(gazetteer).hexdigest(),
+                "served": cls._served(config).__dict__,
+                "module": hashlib.sha256(inspect.getsource(sys.modules[__name__]).encode("utf-8")).hexdigest(),
+            },
+            sort_keys=True,
+        )
 
     @classmethod
     def create(
@@ -223,9 +250,7 @@ class PlaceResolver(GraphComponent, EntityExtractorMixin):
         return ["spacy", "jieba"]
 
     def train(self, training_data: TrainingData) -> Resource:
-        path = Path(self._config["gazetteer_path"])
-        if not path.is_absolute():
-            path = settings_module.ROOT / path
+        path = self._gazetteer_path(self._config)
         gazetteer = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         self.patterns = build_patterns(gazetteer)
         self._matcher = PlaceMatcher(self.patterns)

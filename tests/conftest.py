@@ -4,30 +4,48 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 
-from bot import db
-from bot.models import Base
+from bot import db, migrate
+from bot.text_normalization import TextNormalizer
 
 ROOT = Path(__file__).resolve().parent.parent
+NORMALIZE = TextNormalizer()
+
+
+def user_turn(text, intent="inform", entities=(), confidence=0.9, channel="rest"):
+    """(latest_message, user event) as Rasa hands them to the action server: the NLU pipeline's ChineseNormalizer has
+    rewritten the parse data's text, the user event keeps what the resident typed."""
+    parse_data = {
+        "text": NORMALIZE(text),
+        "intent": {"name": intent, "confidence": confidence},
+        "entities": [{"entity": kind, "value": value} for kind, value in entities],
+    }
+    return parse_data, {"event": "user", "text": text, "input_channel": channel, "parse_data": parse_data}
+
+
 DEMO = ROOT / "demo"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path, monkeypatch):
-    """DATABASE_URL for one test, with empty tables. PostgreSQL comes from TEST_POSTGRES_URL (make test starts one)."""
+def empty_database_url(request, tmp_path, monkeypatch):
+    """DATABASE_URL for one test, with no tables. PostgreSQL comes from TEST_POSTGRES_URL (make test starts one)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'anju.sqlite3'}"
     else:
         url = os.environ.get("TEST_POSTGRES_URL")
         if not url:
             pytest.fail("TEST_POSTGRES_URL is not set: run the tests through `make test` (it starts PostgreSQL)")
-        engine = create_engine(url, future=True)
-        Base.metadata.drop_all(engine)
-        engine.dispose()
+        migrate.drop_all(url)
     monkeypatch.setenv("DATABASE_URL", url)
     yield url
     db.dispose(url)
+
+
+@pytest.fixture
+def database_url(empty_database_url):
+    """DATABASE_URL for one test, upgraded to the current schema (as `make migrate` does), with empty tables."""
+    migrate.upgrade(empty_database_url)
+    return empty_database_url
 
 
 @pytest.fixture

@@ -14,18 +14,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import create_engine  # noqa: E402
-
-from bot import db  # noqa: E402
+from bot import db, migrate  # noqa: E402
 from bot.importer import import_ledger  # noqa: E402
-from bot.models import Base  # noqa: E402
 from tools.make_demo_ledger import HOUSEHOLD_HEADERS, MEMBER_HEADERS, household_rows, write_csv  # noqa: E402
 
 
 def run(url: str, households: Path, members: Path) -> None:
-    engine = create_engine(url, future=True)
-    Base.metadata.drop_all(engine)
-    engine.dispose()
+    migrate.drop_all(url)
+    migrate.upgrade(url)
     figures = []
     for label in ("first import", "re-import"):
         start = time.perf_counter()

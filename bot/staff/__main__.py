@@ -11,7 +11,7 @@ import argparse
 import getpass
 import sys
 
-from bot import accounts, db
+from bot import accounts, db, migrate
 
 
 def main(argv=None) -> int:
@@ -29,6 +29,7 @@ def main(argv=None) -> int:
         if password != getpass.getpass("再输一遍："):
             print("两次输入的密码不一样。", file=sys.stderr)
             return 1
+    migrate.upgrade()
     try:
         with db.session_scope() as session:
             accounts.create_user(session, args.username, password, role)

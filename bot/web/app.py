@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from bot import migrate
 from bot import settings as settings_module
 from bot.clients import keys, wechat
 from bot.clients.rasa import RasaClient
@@ -58,6 +59,11 @@ async def _build_faq_index(app: web.Application) -> None:
     app[keys.FAQ] = await asyncio.to_thread(FaqIndex, knowledge.load(), settings_module.ROOT / "data" / "nlu")
 
 
+async def _upgrade_database(app: web.Application) -> None:
+    """The gateway starts on the current schema (make run has migrated already; then this changes nothing)."""
+    await asyncio.to_thread(migrate.upgrade, app[keys.SETTINGS].database_url)
+
+
 async def init_app(settings: settings_module.Settings | None = None) -> web.Application:
     settings = settings or settings_module.load()
     app = web.Application(middlewares=[errors_without_traces, staff_gate], client_max_size=MAX_BODY_BYTES)
@@ -69,6 +75,7 @@ async def init_app(settings: settings_module.Settings | None = None) -> web.Appl
     app[keys.WECHAT_TURNS] = wechat.TurnCache()
     app[keys.BACKGROUND] = set()
     app.cleanup_ctx.append(_http_client)
+    app.on_startup.append(_upgrade_database)
     app.on_startup.append(_build_faq_index)
     setup_routes(app)
     return app

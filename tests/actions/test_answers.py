@@ -11,17 +11,16 @@ from actions.answers import ActionAnswer
 from bot import knowledge
 from bot.settings import ROOT
 
+from ..conftest import user_turn
 
-def tracker(intent, entities=(), topic=None, text="..."):
+
+def tracker(intent, entities=(), topic=None, text="问一下"):
+    latest, event = user_turn(text, intent, entities)
     return Tracker(
         sender_id="test",
         slots={"topic": topic},
-        latest_message={
-            "text": text,
-            "intent": {"name": intent, "confidence": 0.9},
-            "entities": [{"entity": kind, "value": value} for kind, value in entities],
-        },
-        events=[],
+        latest_message=latest,
+        events=[event],
         paused=False,
         followup_action=None,
         active_loop={},

@@ -13,6 +13,8 @@ from actions.verification import ValidateVerifyForm, parse_identity
 from bot import db, repository
 from bot.models import AuditEntry, utcnow
 
+from ..conftest import user_turn
+
 DOMAIN = {
     "forms": {"verify_form": {"required_slots": ["head_name", "id_suffix"]}},
     "slots": {
@@ -25,11 +27,12 @@ ZHANG_SUFFIX = "125447"  # 张三, GHY00001, in demo/households.csv
 
 def tracker(text, slots=None, intent="inform", sender="conv-1", events=None):
     base = {"requested_slot": "head_name", "head_name": None, "id_suffix": None, "verified_household": None}
+    latest, event = user_turn(text, intent)
     return Tracker(
         sender_id=sender,
         slots={**base, **(slots or {})},
-        latest_message={"text": text, "intent": {"name": intent}, "entities": []},
-        events=events or [{"event": "user", "text": text, "input_channel": "rest", "parse_data": {}}],
+        latest_message=latest,
+        events=(events or []) + [event],
         paused=False,
         followup_action=None,
         active_loop={"name": "verify_form"},
@@ -130,7 +133,7 @@ async def test_nothing_is_asked_once_verified(demo_database):
 
 
 def question_event(text):
-    return {"event": "user", "text": text, "input_channel": "rest", "parse_data": {"intent": {"name": "ask_household"}}}
+    return user_turn(text, "ask_household")[1]
 
 
 async def answer(question, verified="GHY00001", sender="conv-1"):

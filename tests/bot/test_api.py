@@ -5,6 +5,7 @@ import json
 import socket
 
 import pytest
+from yarl import URL
 
 
 async def chat(client, body, raw=None):
@@ -96,4 +97,8 @@ async def test_pages(client):
     assert response.status == 200 and 'data-idle-seconds="90"' in page
     for asset in ("anju.js", "kiosk.js", "style.css"):
         assert (await client.get(f"/static/{asset}")).status == 200
-    assert (await client.get("/static/../app.py")).status in (403, 404)
+    # the raw path as an attacker sends it (aiohttp's client would normalise "/static/../app.py" to "/app.py")
+    for raw in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py"):
+        response = await client.get(URL(raw, encoded=True))
+        assert response.status in (403, 404), raw
+        assert "init_app" not in await response.text()

@@ -112,16 +112,12 @@ def stacks(tmp_path_factory):
 
 
 def _load_demo_ledger(urls):
-    from sqlalchemy import create_engine
-
-    from bot import db
+    from bot import db, migrate
     from bot.importer import import_ledger
-    from bot.models import Base
 
     for url in urls:
-        engine = create_engine(url, future=True)
-        Base.metadata.drop_all(engine)
-        engine.dispose()
+        migrate.drop_all(url)
+        migrate.upgrade(url)
         with db.session_scope(url) as session:
             import_ledger(session, ROOT / "demo/households.csv", ROOT / "demo/members.csv")
         db.dispose(url)

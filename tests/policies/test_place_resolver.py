@@ -99,3 +99,26 @@ def test_gazetteer_covers_every_province_and_shanxi_city():
 def test_unknown_region_word_is_refused():
     with pytest.raises(ValueError, match="unknown region"):
         build_patterns({"region_words": {"县外": ["县外"]}})
+
+
+def test_fingerprint_follows_the_gazetteer_and_the_served_place(tmp_path, monkeypatch):
+    """Rasa retrains the resolver exactly when what it reads at training time changes (fingerprint_addon)."""
+    config = PlaceResolver.get_default_config()
+    base = PlaceResolver.fingerprint_addon(config)
+    assert PlaceResolver.fingerprint_addon(config) == base
+    monkeypatch.setenv("ANJU_COUNTY", "兴县")
+    assert PlaceResolver.fingerprint_addon(config) != base
+    monkeypatch.delenv("ANJU_COUNTY")
+    gazetteer = tmp_path / "places.yml"
+    gazetteer.write_text((ROOT / "knowledge/places.yml").read_text(encoding="utf-8"), encoding="utf-8")
+    copied = {**config, "gazetteer_path": str(gazetteer)}
+    assert PlaceResolver.fingerprint_addon(copied) == base  # same content, same fingerprint
+    gazetteer.write_text(gazetteer.read_text(encoding="utf-8") + "\n# 新加的村\n", encoding="utf-8")
+    assert PlaceResolver.fingerprint_addon(copied) != base
+
+
+def test_normalizer_fingerprint_follows_the_normalization_code():
+    from policies.normalizer import ChineseNormalizer
+
+    assert ChineseNormalizer.fingerprint_addon({}) == ChineseNormalizer.fingerprint_addon({})
+    assert len(ChineseNormalizer.fingerprint_addon({})) == 64
