@@ -1,4 +1,4 @@
-"""The gateway: the only door open to the network. `python -m bot` serves it on ANJU_GATEWAY_PORT (8080)."""
+"""The gateway: the only door open to the network. `python -m bot.web` serves it on ANJU_GATEWAY_PORT (8080)."""
 
 from __future__ import annotations
 

@@ -136,7 +136,7 @@ def stack(request, stacks):
 
 
 class Gateway:
-    """`python -m bot` on a free port, in front of a stack."""
+    """`python -m bot.web` on a free port, in front of a stack."""
 
     def __init__(self, work: Path, stack: "Stack", idle_seconds: int = 90):
         self.port = _free_port()
@@ -151,7 +151,7 @@ class Gateway:
             "ANJU_KIOSK_IDLE_SECONDS": str(idle_seconds),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot"], cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT
+            [sys.executable, "-m", "bot.web"], cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT
         )
         self.url = f"http://127.0.0.1:{self.port}"
         _wait_until_up(f"{self.url}/static/style.css", self.process, self.log)
