@@ -46,6 +46,8 @@ class Settings:
     gateway_port: int = field(default_factory=lambda: int(_env("ANJU_GATEWAY_PORT", "8080")))
     rasa_url: str = field(default_factory=lambda: _env("ANJU_RASA_URL", "http://127.0.0.1:5005"))
     actions_url: str = field(default_factory=lambda: _env("ANJU_ACTIONS_URL", "http://127.0.0.1:5055"))
+    # Rasa's HTTP API token (rasa run --auth-token): the gateway and the action server hold it
+    rasa_token: str = field(default_factory=lambda: _env("ANJU_RASA_TOKEN", ""))
     rasa_timeout_seconds: float = field(default_factory=lambda: float(_env("ANJU_RASA_TIMEOUT", "15")))
     kiosk_idle_seconds: int = field(default_factory=lambda: int(_env("ANJU_KIOSK_IDLE_SECONDS", "90")))
     # WeChat Official Account (公众号) callback; empty token: /wechat refuses every request

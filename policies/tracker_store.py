@@ -32,10 +32,13 @@ def scrub(tracker: DialogueStateTracker) -> DialogueStateTracker:
             event.text = mask_text(event.text)
         elif isinstance(event, SlotSet) and event.key in SECRET_SLOTS and event.value is not None:
             event.value = MASK
-    for name in SECRET_SLOTS:
-        slot = tracker.slots.get(name)
-        if slot is not None and slot.value is not None:
+        elif isinstance(event, SlotSet) and isinstance(event.value, str):
+            event.value = mask_text(event.value)
+    for name, slot in tracker.slots.items():
+        if name in SECRET_SLOTS and slot.value is not None:
             slot.value = MASK
+        elif isinstance(slot.value, str):
+            slot.value = mask_text(slot.value)
     return tracker
 
 

@@ -73,8 +73,6 @@ async def api_chat(request: web.Request) -> web.Response:
     channel = body.get("channel", "api")
     if channel not in CHANNELS:
         return json_error(400, "bad_channel", f"channel 应为 {'/'.join(CHANNELS)} 之一")
-    if await to_staff(sender, message):
-        return json_response([])  # a staff member has the conversation: the assistant does not talk over them
     try:
         replies = await request.app[keys.RASA].send(sender, message, channel)
     except RasaUnavailable as e:
@@ -82,11 +80,6 @@ async def api_chat(request: web.Request) -> web.Response:
         text = unavailable_text(request.app[keys.SETTINGS])
         return json_response([{"recipient_id": sender, "text": text}], status=503)
     return json_response(replies)
-
-
-async def to_staff(conversation_id: str, message: str) -> bool:
-    """While the conversation has an open ticket, the resident's message goes to the ticket, not to the assistant."""
-    return await asyncio.to_thread(db.run, tickets.route_to_open_ticket, conversation_id, message)
 
 
 async def staff_messages(request: web.Request) -> web.Response:

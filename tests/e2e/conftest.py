@@ -54,6 +54,7 @@ class Stack:
             "RASA_TELEMETRY_ENABLED": "false",
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "DATABASE_URL": database_url,
+            "ANJU_RASA_URL": f"http://127.0.0.1:{rasa_port}",
         }
         rasa = str(VENV_BIN / "rasa")
         commands = {

@@ -1,0 +1,103 @@
+"""action_respond: the one action that answers every resident message. Thin: it reads the tracker, lets the core
+(bot.dialogue) decide, and turns the result into messages and slot events. Whatever fails, the resident gets a reply."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any, Dict, List, Text
+
+import requests
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from bot import dialogue, knowledge, rules
+from bot import settings as settings_module
+from bot.dialogue_services import DatabaseServices
+
+logger = logging.getLogger(__name__)
+STATE_SLOTS = [f.name for f in dataclasses.fields(dialogue.State)]
+PARSE_TIMEOUT_SECONDS = 5
+
+
+def said(tracker: Tracker) -> str:
+    """What the resident wrote: the user event keeps the original text; the parse data holds the NLU's normalized
+    copy (王三元 stays 王三元 here, though the NLU saw 王3元)."""
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            return event.get("text") or ""
+    return tracker.latest_message.get("text") or ""
+
+
+def state_of(tracker: Tracker) -> dialogue.State:
+    values = {name: tracker.get_slot(name) for name in STATE_SLOTS}
+    values["misses"] = int(values.get("misses") or 0)
+    return dialogue.State(**values)
+
+
+def transcript(tracker: Tracker) -> List[str]:
+    lines = []
+    for event in tracker.events[-40:]:
+        if event.get("event") == "user" and event.get("text"):
+            lines.append(f"居民：{event['text']}")
+        elif event.get("event") == "bot" and event.get("text"):
+            lines.append(f"助手：{event['text']}")
+    return lines[-20:]
+
+
+class RasaParser:
+    """Understands a piece of a message (a clause, a correction) with the same model, through Rasa's HTTP API."""
+
+    def __init__(self, base_url: str, token: str = ""):
+        self.url = base_url.rstrip("/") + "/model/parse"
+        self.params = {"token": token} if token else {}
+
+    def __call__(self, text: str) -> dialogue.Understood | None:
+        try:
+            response = requests.post(self.url, json={"text": text}, params=self.params, timeout=PARSE_TIMEOUT_SECONDS)
+            response.raise_for_status()
+            return dialogue.Understood.from_parse_data(response.json())
+        except (requests.RequestException, ValueError) as e:
+            logger.warning("could not parse a clause through Rasa: %s", e)
+            return None
+
+
+class ActionRespond(Action):
+    def name(self) -> Text:
+        return "action_respond"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[Dict[Text, Any]]:
+        s = settings_module.load()
+        before = state_of(tracker)
+        try:
+            turn = await asyncio.to_thread(self._respond, tracker, before, s)
+        except Exception:  # the resident is never left without a reply
+            logger.exception("action_respond failed")
+            contact = s.contact_placeholders()["contact"]
+            dispatcher.utter_message(text=f"抱歉，我这边出了点问题，请再说一遍。着急的话请联系{contact}。")
+            return []
+        for reply in turn.replies:
+            if reply.response:
+                dispatcher.utter_message(response=reply.response)
+            elif reply.text:
+                buttons = [{"title": title, "payload": payload} for title, payload in reply.buttons]
+                dispatcher.utter_message(text=reply.text, buttons=buttons)
+        return [
+            SlotSet(name, getattr(turn.state, name))
+            for name in STATE_SLOTS
+            if getattr(turn.state, name) != getattr(before, name)
+        ]
+
+    @staticmethod
+    def _respond(tracker: Tracker, state: dialogue.State, s) -> dialogue.Turn:
+        kb = knowledge.load()
+        services = DatabaseServices(tracker.sender_id, tracker.get_latest_input_channel() or "", s, transcript(tracker))
+        conversation = dialogue.Conversation(
+            kb, s, services, RasaParser(s.rasa_url, s.rasa_token), rules.PolicyFacts.from_knowledge(kb.entries)
+        )
+        understood = dialogue.Understood.from_parse_data(tracker.latest_message)
+        return conversation.respond(said(tracker), understood, state)

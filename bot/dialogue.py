@@ -1,0 +1,625 @@
+"""The conversation: what the assistant says to one resident message, given what the NLU understood and what the
+conversation holds so far. No framework imports: the rasa-sdk action (actions/respond.py) reads the tracker into a
+`State`, calls `respond`, and turns the `Turn` back into slot events and messages.
+
+Every path ends in at least one reply with text: an answer, an honest "the source does not say; ask X", a question
+back, or a working hand-off. The identity check is a small state machine here (not a Rasa form), so that cancel
+words, corrections, numerals and questions asked in the middle of it are handled at every step.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, List, Mapping, Protocol, Sequence, Tuple
+
+from bot import household_answer, rules
+from bot.identity import is_cancel, parse_identity_answer
+from bot.knowledge import Knowledge
+from bot.settings import Settings
+
+MISSED = ("nlu_fallback", "out_of_scope")
+SOCIAL = ("greet", "goodbye", "thank", "ask_menu")
+SUBSIDY_INTENTS = ("ask_subsidy_general", "ask_transport_subsidy", "ask_employment_award")
+CONTEXT_ENTITIES = ("work_region", "school_level")
+TOPIC_CONFIDENCE = 0.6
+# which household section a topic intent asks about (a topic question with 我家… becomes a household question)
+HOUSEHOLD_SECTION = {
+    "ask_subsidy_general": "subsidies",
+    "ask_transport_subsidy": "subsidies",
+    "ask_employment_award": "subsidies",
+    "ask_school": "schools",
+    "ask_medical": "medical",
+    "ask_monitoring": "monitoring",
+    "ask_migration_rights": "migration",
+}
+# the knowledge entry that answers a household-type question asked in general ("能领啥补贴" without 我家)
+GENERAL_ENTRY_FOR_SECTION = {
+    "subsidies": "subsidy_menu",
+    "schools": "school",
+    "medical": "medical",
+    "monitoring": "monitoring",
+    "migration": "migration_rights",
+}
+# who to ask about the details the source does not give (materials, where, how long), by topic
+CONTACT_FOR_TOPIC = {
+    "transport_subsidy": "employment_contact",
+    "employment_award": "employment_contact",
+    "subsidy_menu": "employment_contact",
+    "training": "employment_contact",
+    "job_services": "employment_contact",
+    "entrepreneurship": "employment_contact",
+    "school": "education_contact",
+    "education_aid": "education_contact",
+    "medical": "medical_contact",
+    "migration_rights": "migration_contact",
+}
+
+# "我家/俺家/我们家/咱家…", or asking to have one's own records looked up
+HOUSEHOLD_CUE = re.compile(
+    r"(?:我|俺|额|咱|偶)(?:们)?(?:家|屋里|户)|自(?:己|个)?家|本户|查户|家里(?:人|的)|"
+    r"(?:帮|给|替)(?:我|俺|额)(?:查|看|瞅)|查(?:查|一下|一查|询)?(?:我|俺|额)(?:家|的|们)"
+)
+CORRECTION = re.compile(
+    r"^(?:不对|不是|错了|说错了|搞错了|弄错了|我说错了|打错了)?[，,。\s]*"
+    r"(?:我(?:说|问|想问|是说|的意思是|指)的?是|应该是|其实是|是)(?P<new>.+)$"
+)
+NOT_X_BUT_Y = re.compile(r"不是(?P<old>.+?)[，,\s]*(?:而)?是(?P<new>.+)$")
+CORRECTION_START = re.compile(r"^(?:不对|不是|错了|说错了|搞错了|弄错了|我说错了|打错了|我问的是|我说的是|我是说)")
+PROCEDURE = re.compile(
+    r"材料|证件|证明|带啥|带什么|手续|去哪|在哪办|哪里办|到哪|找谁|怎么办理|咋办理|怎么申请|咋申请|咋领|怎么领|"
+    r"多久|多长时间|到账|啥时候|什么时候|几时"
+)
+PROCEDURE_DETAILS = (
+    (re.compile(r"材料|证件|证明|带啥|带什么|手续"), "要带的材料"),
+    (re.compile(r"去哪|在哪办|哪里办|到哪|找谁|怎么办理|咋办理|怎么申请|咋申请|咋领|怎么领"), "到哪里办、怎么申请"),
+    (re.compile(r"多久|多长时间|到账|啥时候|什么时候|几时"), "多久能办好、什么时候到账"),
+)
+SOLVED = re.compile(r"(?:问题)?(?:已经)?解决了|搞定了|办好了|弄好了|不用(?:人工|工作人员|转人工)了|已经好了|没事了")
+PERSON_WORDS = re.compile(
+    r"爱人|老伴|媳妇|老婆|婆姨|丈夫|老公|男人|老汉|儿子|闺女|女儿|孙子|孙女|孩子|娃|老人|我妈|我爸|俺妈|俺爸|父亲|母亲"
+)
+ASKING = re.compile(r"多少|钱|咋|怎么|怎样|能不能|能|吗|呢|啥|什么|哪|几|够不够|行不行|有没有")
+SELF_WORDS = re.compile(r"^(?:我|俺|额|咱|偶)")
+CLAUSE_BREAK = re.compile(r"[，,。！!？?；;\s]+|还有|另外|再问一下|再问问|顺便问一下|顺便问问|顺便问")
+REGION_WORDS = {"县内": "在县里", "县外省内": "在省内县外", "省外": "在省外"}
+
+
+@dataclass(frozen=True)
+class Understood:
+    """What the NLU made of one piece of text."""
+
+    text: str
+    intent: str
+    confidence: float = 1.0
+    entities: Mapping[str, str] = field(default_factory=dict)
+    ranking: Tuple[str, ...] = ()
+    chitchat: str | None = None  # the retrieval response the ResponseSelector picked ("utter_chitchat/ask_name")
+
+    @classmethod
+    def from_parse_data(cls, data: Mapping[str, Any]) -> Understood:
+        intent = data.get("intent") or {}
+        entities: Dict[str, str] = {}
+        for entity in data.get("entities") or []:
+            kind = entity.get("entity")
+            if kind in CONTEXT_ENTITIES and kind not in entities and entity.get("value"):
+                entities[kind] = str(entity["value"])
+        chitchat = (((data.get("response_selector") or {}).get("chitchat") or {}).get("response") or {}).get(
+            "utter_action"
+        )
+        return cls(
+            text=str(data.get("text") or ""),
+            intent=str(intent.get("name") or "nlu_fallback"),
+            confidence=float(intent.get("confidence") or 0.0),
+            entities=entities,
+            ranking=tuple(str(r.get("name")) for r in data.get("intent_ranking") or [] if r.get("name")),
+            chitchat=chitchat,
+        )
+
+
+@dataclass(frozen=True)
+class State:
+    """What the conversation holds between messages (Rasa slots)."""
+
+    topic: str | None = None
+    work_region: str | None = None
+    school_level: str | None = None
+    verify_step: str | None = None  # "name": the check is waiting for the head's name and code; "code": for the code
+    head_name: str | None = None
+    pending_question: str | None = None  # the household question waiting for the check
+    verified_household: str | None = None
+    household_topics: str | None = None  # the sections of the last household answer, for "那我爱人呢"
+    misses: int = 0
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str = ""
+    buttons: Tuple[Tuple[str, str], ...] = ()  # (title, payload)
+    response: str | None = None  # a domain response to utter instead of text (chitchat)
+
+
+@dataclass
+class Turn:
+    replies: List[Reply]
+    state: State
+
+
+class Services(Protocol):
+    """What a conversation needs from the outside world (bot.dialogue_services implements it on the database)."""
+
+    def ticket_open(self) -> bool: ...
+    def copy_to_ticket(self, text: str) -> None: ...
+    def open_ticket(self, household_id: str | None) -> None: ...
+    def close_ticket(self) -> None: ...
+    def log_unanswered(self, text: str, intent: str, topic: str) -> None: ...
+    def conversation_locked(self) -> bool: ...
+    def verify(self, name: str, code: str) -> Any: ...  # bot.repository.VerificationResult
+    def household(self, household_id: str, shown: Sequence[str]) -> Tuple[Any, rules.HouseholdFacts] | None: ...
+
+
+Parse = Callable[[str], Understood | None]
+
+
+class Conversation:
+    """One resident message, answered. `parse` understands a piece of the message (a clause or a correction)."""
+
+    def __init__(self, kb: Knowledge, settings: Settings, services: Services, parse: Parse, policy: rules.PolicyFacts):
+        self.kb = kb
+        self.s = settings
+        self.services = services
+        self.parse = parse
+        self.policy = policy
+        self.placeholders = settings.contact_placeholders()
+        self.topic_intents = {e.intent for e in kb.entries.values() if e.is_topic}
+
+    # ------------------------------------------------------------------ the entry point
+
+    def respond(self, said: str, understood: Understood, state: State) -> Turn:
+        said = (said or "").strip()
+        ticket = self.services.ticket_open()
+        if ticket:
+            self.services.copy_to_ticket(said)
+            if SOLVED.search(said):
+                self.services.close_ticket()
+                return Turn([Reply("好的，这次人工服务已结束，工单已关闭。还有问题随时问我。")], state)
+        if understood.intent == "forget_verification" or is_cancel(said):
+            return self._cancel(state)
+        if state.verify_step:
+            turn = self._in_identity_check(said, understood, state)
+        else:
+            turn = self._answer(said, understood, state)
+        if ticket and understood.intent != "request_human":
+            turn.replies.append(Reply(self._staff_will_reply()))
+        if not any(r.text or r.response for r in turn.replies):  # never silent, whatever happened above
+            turn.replies.append(Reply(self._reply("nlu_fallback").text))
+        return turn
+
+    # ------------------------------------------------------------------ identity check
+
+    def _cancel(self, state: State) -> Turn:
+        was = bool(state.verify_step or state.verified_household or state.head_name)
+        text = (
+            "好的，不查了，刚才的核对信息已清除。您可以接着问别的，比如补贴、上学、看病。"
+            if was
+            else "好的，已取消，没有保留任何核对信息。有别的事随时问我。"
+        )
+        cleared = replace(
+            state,
+            verify_step=None,
+            head_name=None,
+            pending_question=None,
+            verified_household=None,
+            household_topics=None,
+        )
+        return Turn([Reply(text, self._buttons(["能问什么", "转人工"]))], cleared)
+
+    def _start_identity_check(self, said: str, state: State) -> Turn:
+        if self.services.conversation_locked():
+            return Turn([Reply(self._lock_text())], replace(state, verify_step=None, head_name=None))
+        answer = parse_identity_answer(said)
+        state = replace(state, verify_step="name", pending_question=said, head_name=answer.name or None)
+        if answer.name and answer.code:
+            return self._verify(answer.name, answer.code, state, answer.full_id_given)
+        if answer.name:
+            return Turn([Reply(self._ask_code(answer.name))], replace(state, verify_step="code"))
+        return Turn([Reply(self._ask_name_and_code())], state)
+
+    def _in_identity_check(self, said: str, understood: Understood, state: State) -> Turn:
+        answer = parse_identity_answer(said)
+        name = answer.name or state.head_name
+        if answer.code and name:
+            return self._verify(name, answer.code, replace(state, head_name=name), answer.full_id_given)
+        if answer.code:
+            return Turn(
+                [Reply("收到。还差户主的姓名：请把户主姓名和身份证后6位一起发给我，比如：张三 123456。")], state
+            )
+        if answer.name:
+            return Turn([Reply(self._ask_code(answer.name))], replace(state, head_name=answer.name, verify_step="code"))
+        # not an answer to the check: a question in between is answered, and the check waits
+        question = self._is_question(understood) or PROCEDURE.search(said)
+        if question and understood.intent != "ask_household":
+            turn = self._answer(said, understood, replace(state, verify_step=None))
+            turn.state = replace(turn.state, verify_step=state.verify_step, head_name=state.head_name)
+            if not turn.state.verified_household:
+                turn.replies.append(Reply(self._resume_hint(state), self._buttons(["算了"])))
+            return turn
+        if understood.intent == "ask_household":
+            return Turn(
+                [Reply(self._ask_name_and_code() if not state.head_name else self._ask_code(state.head_name))], state
+            )
+        text = (
+            "没认出户主姓名和身份证后6位。请直接发，比如：张三 123456（后6位可以打数字，也可以说“一二三四五六”）。"
+            "不想查了请说“算了”。"
+        )
+        return Turn([Reply(text, self._buttons(["算了", "转人工"]))], state)
+
+    def _verify(self, name: str, code: str, state: State, full_id_given: bool = False) -> Turn:
+        result = self.services.verify(name, code)
+        note = "（完整身份证号我只用了最后6位，不会保存。）" if full_id_given else ""
+        if result.household_id:
+            verified = replace(state, verify_step=None, head_name=None, verified_household=result.household_id)
+            question = state.pending_question or ""
+            turn = self._household(question, verified, household_answer.topics_of(question))
+            turn.replies.insert(0, Reply("核对通过。" + note))
+            return turn
+        if result.locked_until:
+            return Turn(
+                [Reply(self._lock_text())],
+                replace(state, verify_step=None, head_name=None, pending_question=None),
+            )
+        text = (
+            f"户主姓名或身份证后6位不对，请再核对一下（还可以试{result.failures_left}次）。{note}\n"
+            f"可以只重新发后6位，也可以把姓名和后6位一起重发；户主名字说错了，直接说对的名字就行。"
+        )
+        return Turn([Reply(text, self._buttons(["算了", "转人工"]))], replace(state, verify_step="code"))
+
+    def _ask_name_and_code(self) -> str:
+        return (
+            "查您家的信息前，要先核对身份。请告诉我户主的姓名和户主身份证号的后6位，可以一起发，比如：张三 123456。"
+            "不想查了请说“算了”。"
+        )
+
+    @staticmethod
+    def _ask_code(name: str) -> str:
+        return f"好的，户主{name}。请输入户主身份证号的后6位（数字，最后一位可能是X）。"
+
+    @staticmethod
+    def _resume_hint(state: State) -> str:
+        wanted = "身份证后6位" if state.head_name else "户主姓名和身份证后6位"
+        return f"刚才查您家的核对还没完成：接着查请发{wanted}；不查了请说“算了”。"
+
+    def _lock_text(self) -> str:
+        minutes = self.s.verify_lock_minutes
+        return f"核对失败次数太多，为保护信息安全，查询已锁定，请{minutes}分钟后再试，或带身份证到社区窗口办理。"
+
+    # ------------------------------------------------------------------ answering
+
+    def _answer(self, said: str, understood: Understood, state: State) -> Turn:
+        if understood.intent == "chitchat":
+            response = understood.chitchat or "utter_chitchat/ask_name"
+            return Turn([Reply(response=response)], replace(state, misses=0))
+        correction = self._correction(said) if state.topic else None
+        if correction is not None:
+            return self._corrected(correction, understood, state)
+        if understood.intent == "request_human":
+            return self._hand_off(state)
+        multi = self._several(said, understood, state)
+        if multi is not None:
+            return multi
+        if self._about_household(said, understood, state):
+            return self._household_question(said, understood, state)
+        if understood.intent == "ask_household":
+            return self._general_for_household_question(said, state)
+        if understood.intent == "inform":
+            answer = parse_identity_answer(said)
+            if answer.name and answer.code:
+                return self._start_identity_check(said, state)
+        if state.topic and PROCEDURE.search(said) and not self._is_new_topic(understood, state):
+            return self._procedure(said, state)
+        if state.topic and PERSON_WORDS.search(said) and not self._is_new_topic(understood, state):
+            return self._about_someone_else(said, understood, state)
+        if understood.intent in MISSED and self._short_follow_up(said, understood, state):
+            return self._follow_up(understood, state)
+        if understood.intent in MISSED:
+            situation = understood.entities.get("work_region")
+            if situation:
+                return self._topic(self._subsidy_entry_for(situation), {"work_region": situation}, state)
+            return self._missed(said, understood, state)
+        if understood.intent == "follow_up" or self._short_follow_up(said, understood, state):
+            return self._follow_up(understood, state)
+        if understood.intent in self.topic_intents:
+            entities = dict(understood.entities)
+            entry = self.kb.for_intent(understood.intent)
+            # a short question without a place inherits the last place ("给多少钱" after "在县城干了半年了")
+            if entry and "work_region" in entry.variants and "work_region" not in entities and state.work_region:
+                if len(said) <= 10:
+                    entities["work_region"] = state.work_region
+            return self._topic(understood.intent, entities, state)
+        if understood.intent in SOCIAL:
+            reply = self._reply(understood.intent)
+            return Turn([self._as_reply(reply, said)], replace(state, misses=0))
+        return self._missed(said, understood, state)
+
+    def _is_question(self, understood: Understood) -> bool:
+        return (
+            understood.intent in self.topic_intents
+            or understood.intent in SOCIAL
+            or understood.intent == "request_human"
+        ) and understood.confidence >= TOPIC_CONFIDENCE
+
+    def _is_new_topic(self, understood: Understood, state: State) -> bool:
+        entry = self.kb.for_intent(understood.intent)
+        return bool(
+            entry is not None
+            and entry.is_topic
+            and entry.id != state.topic
+            and understood.confidence >= 0.85
+            and understood.intent not in SUBSIDY_INTENTS
+        )
+
+    def _short_follow_up(self, said: str, understood: Understood, state: State) -> bool:
+        """ "给多少钱" / "那省内呢" right after an answer: too short to be a new question of its own."""
+        if not state.topic or len(said) > 8 or not ASKING.search(said):
+            return False
+        if understood.entities and not self._is_new_topic(understood, state):
+            return True
+        return understood.intent in ("ask_subsidy_general", "ask_household") or understood.confidence < 0.7
+
+    def _topic(self, intent: str, entities: Mapping[str, str], state: State, said: str = "") -> Turn:
+        reply = self.kb.reply(intent, entities, state.topic, self.placeholders)
+        entry = self.kb.entries[reply.entry_id]
+        new_state = replace(state, misses=0, **self._context(entities))
+        if entry.is_topic:
+            new_state = replace(new_state, topic=entry.id)
+        return Turn([self._as_reply(reply, said)], new_state)
+
+    def _follow_up(self, understood: Understood, state: State) -> Turn:
+        entities = dict(understood.entities)
+        current = self.kb.entries.get(state.topic or "")
+        if current is not None and not entities:
+            for kind in CONTEXT_ENTITIES:
+                value = getattr(state, kind)
+                if value and value in current.variants.get(kind, {}):
+                    entities[kind] = value
+        if current is not None and not understood.entities and understood.intent != "follow_up":
+            return self._topic(current.intent, entities, state)
+        return self._topic("follow_up", entities, state)
+
+    def _procedure(self, said: str, state: State) -> Turn:
+        entry = self.kb.entries[state.topic]
+        wanted = "、".join(label for pattern, label in PROCEDURE_DETAILS if pattern.search(said)) or "具体怎么办"
+        contact = self.placeholders.get(CONTACT_FOR_TOPIC.get(entry.id, "contact"), self.placeholders["contact"])
+        text = (
+            f"关于“{entry.title}”{wanted}，县里的报道没有写，我不能乱说。请问{contact}，"
+            f"他们会按您家的情况告诉您。{self.placeholders['hours_line']}"
+        )
+        return Turn([Reply(text.strip(), self._buttons([entry.title, "转人工"]))], replace(state, misses=0))
+
+    def _about_someone_else(self, said: str, understood: Understood, state: State) -> Turn:
+        """ "那我爱人呢" / "孩子念书呢" after a general answer: the same topic for that person."""
+        sections = household_answer.topics_of(said)
+        if len(sections) == 1 and sections[0] in GENERAL_ENTRY_FOR_SECTION:
+            entry_id = GENERAL_ENTRY_FOR_SECTION[sections[0]]
+            if entry_id != state.topic:
+                return self._topic(self.kb.entries[entry_id].intent, understood.entities, state)
+        entry = self.kb.entries[state.topic]
+        if "work_region" in entry.variants and "work_region" not in understood.entities:
+            who = PERSON_WORDS.search(said).group(0)
+            text = f"{who}在哪里干活？在县里、在省内别的县市，还是在省外？告诉我地方，我说说能领什么。"
+            buttons = (("在县里干活", "在县里干活"), ("在省内别的地方", "在省内别的地方打工"), ("在省外", "在省外打工"))
+            return Turn([Reply(text, buttons)], replace(state, misses=0))
+        return self._topic(entry.intent, understood.entities, state)
+
+    def _general_for_household_question(self, said: str, state: State) -> Turn:
+        """A household-type question without 我家…: answered in general, with a button to look up one's own."""
+        sections = household_answer.topics_of(said)
+        entry_id = GENERAL_ENTRY_FOR_SECTION.get(sections[0], "subsidy_menu") if len(sections) == 1 else "menu"
+        turn = self._topic(self.kb.entries[entry_id].intent, {}, state, said)
+        first = turn.replies[0]
+        buttons = (("查我家的情况", "查我家的情况"),) + first.buttons
+        turn.replies[0] = replace(
+            first, text=first.text + "\n想查您自己家能领什么，点“查我家的情况”。", buttons=buttons
+        )
+        return turn
+
+    def _missed(self, said: str, understood: Understood, state: State) -> Turn:
+        intent = understood.intent if understood.intent in MISSED else "nlu_fallback"
+        self.services.log_unanswered(said, intent, self._topic_guess(understood))
+        misses = state.misses + 1
+        reply = self._reply(intent)
+        out = self._as_reply(reply, said)
+        if misses >= 2 and not self.services.ticket_open():
+            text = out.text + "\n我好像没帮上忙。要不要转给工作人员？点“转人工”，工作人员会在这里回复您。"
+            buttons = (("转人工", "/request_human"),) + tuple(b for b in out.buttons if b[0] != "转人工")
+            out = Reply(text, buttons)
+        return Turn([out], replace(state, misses=misses))
+
+    def _hand_off(self, state: State) -> Turn:
+        self.services.open_ticket(state.verified_household)
+        text = self._reply("request_human").text
+        text += "\n已经帮您转给工作人员，工作人员会在这里回复您。等的时候，您也可以接着问我。"
+        return Turn([Reply(text)], replace(state, misses=0))
+
+    def _staff_will_reply(self) -> str:
+        phone, hours = self.s.service_phone, self.s.office_hours
+        where = f"着急可以打{phone}" if phone else f"也可以到{self.s.service_desk}"
+        return (
+            f"（您的消息已转给工作人员，他们也会在这里回复您；{where}"
+            + (f"，办公时间{hours}" if hours else "")
+            + "。）"
+        )
+
+    # ------------------------------------------------------------------ households
+
+    def _about_household(self, said: str, understood: Understood, state: State) -> bool:
+        if HOUSEHOLD_CUE.search(said):
+            return (
+                understood.intent in ("ask_household", "inform")
+                or understood.intent in HOUSEHOLD_SECTION
+                or (understood.intent not in SOCIAL and understood.intent != "chitchat")
+            )
+        if state.verified_household and state.household_topics:
+            # "那我爱人呢" / "孩子念书呢" / a member's name after a household answer
+            return bool(PERSON_WORDS.search(said)) or understood.intent == "ask_household"
+        return False
+
+    def _household_question(self, said: str, understood: Understood, state: State) -> Turn:
+        if not state.verified_household:
+            return self._start_identity_check(said, state)
+        sections = household_answer.topics_of(said)
+        if len(sections) == len(household_answer.SECTIONS) and understood.intent in HOUSEHOLD_SECTION:
+            sections = [HOUSEHOLD_SECTION[understood.intent]]
+        if len(sections) == len(household_answer.SECTIONS) and state.household_topics and PERSON_WORDS.search(said):
+            sections = state.household_topics.split(",")
+        return self._household(said, state, sections)
+
+    def _household(self, question: str, state: State, sections: Sequence[str]) -> Turn:
+        found = self.services.household(state.verified_household or "", list(sections))
+        if found is None:
+            text = f"没有找到您家的记录，可能台账已更新。请到{self.s.service_desk}核实。"
+            return Turn([Reply(text)], replace(state, verified_household=None))
+        household, facts = found
+        only = household_answer.members_named(question, facts) if PERSON_WORDS.search(question) else []
+        only = only or [m.name for m in facts.members if m.name and m.name in question]
+        text = household_answer.render(household, facts, self.policy, sections, self.s, only)
+        buttons = (("退出", "/forget_verification"),)
+        return Turn([Reply(text, buttons)], replace(state, household_topics=",".join(sections), misses=0))
+
+    # ------------------------------------------------------------------ corrections and several questions
+
+    @staticmethod
+    def _correction(said: str) -> str | None:
+        """The corrected part of "不对，我说的是省内" / "不是省外是省内" / "我问的是上学", or None."""
+        text = said.strip()
+        if not CORRECTION_START.search(text):
+            return None
+        m = NOT_X_BUT_Y.search(text)
+        if m and m.group("new").strip():
+            return m.group("new").strip(" ，,。")
+        m = CORRECTION.search(text)
+        if m and m.group("new").strip():
+            return m.group("new").strip(" ，,。")
+        rest = re.sub(r"^(?:不对|不是|错了|说错了|搞错了|弄错了|我说错了|打错了)[，,。\s]*", "", text)
+        return rest or None
+
+    def _corrected(self, corrected: str, understood: Understood, state: State) -> Turn:
+        parsed = self.parse(corrected) or understood
+        if (
+            parsed.intent in self.topic_intents
+            and parsed.confidence >= TOPIC_CONFIDENCE
+            and not (
+                parsed.intent in SUBSIDY_INTENTS
+                and state.topic in ("transport_subsidy", "employment_award")
+                and parsed.entities
+            )
+        ):
+            return self._topic(parsed.intent, parsed.entities, state)
+        if parsed.entities and state.topic:
+            return self._topic(self.kb.entries[state.topic].intent, parsed.entities, state)
+        if parsed.entities:
+            return self._topic("follow_up", parsed.entities, state)
+        text = "不好意思，我理解错了。您想问的是哪一项？点下面的按钮，或者再说一遍。"
+        return Turn([Reply(text, self._buttons(["交通补贴", "就业奖补", "上学划片", "医保", "两地权益"]))], state)
+
+    def _several(self, said: str, understood: Understood, state: State) -> Turn | None:
+        """A message with two topics, places or people: an answer to each, in order, in one reply."""
+        clauses = [c for c in CLAUSE_BREAK.split(said) if len(c) >= 2]
+        if len(clauses) < 2 or said.startswith("/"):
+            return None
+        parsed = [(c, self.parse(c)) for c in clauses]
+        if any(p is None for _, p in parsed):
+            return None
+        situations: List[Tuple[str, str]] = []  # (who, region)
+        topics: List[Understood] = []
+        for clause, p in parsed:
+            region = p.entities.get("work_region")
+            if region:
+                situations.append((self._who(clause), region))
+            if p.intent in self.topic_intents and p.confidence >= TOPIC_CONFIDENCE:
+                topics.append(p)
+        distinct = list(dict.fromkeys(t.intent for t in topics))
+        people = list(dict.fromkeys(situations))
+        if len(distinct) < 2 and len(people) < 2:
+            return None
+        if HOUSEHOLD_CUE.search(said):
+            return None  # a household question with details: the household answer covers every member
+        texts: List[str] = []
+        sources: List[str] = []
+        new_state = replace(state, misses=0)
+        answered_subsidy = False
+        for intent in distinct or ["ask_subsidy_general"]:
+            if intent in SUBSIDY_INTENTS and people:
+                if answered_subsidy:
+                    continue
+                answered_subsidy = True
+                for who, region in people:
+                    entry_id = self._subsidy_entry_for(region)
+                    body, source = self._split_source(
+                        self.kb.reply(entry_id, {"work_region": region}, None, self.placeholders).text
+                    )
+                    texts.append(f"【{who}{REGION_WORDS.get(region, region)}干活】\n{body}")
+                    sources.append(source)
+                    new_state = replace(new_state, topic=self.kb.for_intent(entry_id).id, work_region=region)
+                continue
+            clause_entities = next((t.entities for t in topics if t.intent == intent), {})
+            reply = self.kb.reply(intent, clause_entities, state.topic, self.placeholders)
+            body, source = self._split_source(reply.text)
+            texts.append(f"【{self.kb.entries[reply.entry_id].title}】\n{body}")
+            sources.append(source)
+            new_state = replace(new_state, topic=reply.entry_id, **self._context(clause_entities))
+        if not texts:
+            return None
+        sources = [s for s in dict.fromkeys(sources) if s]
+        return Turn([Reply("\n\n".join(texts) + ("\n" + "\n".join(sources) if sources else ""))], new_state)
+
+    # ------------------------------------------------------------------ small helpers
+
+    @staticmethod
+    def _who(clause: str) -> str:
+        person = PERSON_WORDS.search(clause)
+        if person:
+            return ("您" if SELF_WORDS.search(clause) and person.start() > 0 else "") + person.group(0)
+        return "您"
+
+    def _subsidy_entry_for(self, region: str) -> str:
+        return "ask_employment_award" if region == "县内" else "ask_transport_subsidy"
+
+    @staticmethod
+    def _split_source(text: str) -> Tuple[str, str]:
+        body, sep, source = text.rpartition("\n（依据：")
+        return (body, "（依据：" + source) if sep else (text, "")
+
+    @staticmethod
+    def _context(entities: Mapping[str, str]) -> Dict[str, str]:
+        return {kind: value for kind, value in entities.items() if kind in CONTEXT_ENTITIES}
+
+    def _reply(self, intent: str):
+        return self.kb.reply(intent, {}, None, self.placeholders)
+
+    @staticmethod
+    def _as_reply(reply, said: str = "") -> Reply:
+        # a button that repeats the question just answered is noise
+        buttons = tuple((b.title, b.payload) for b in reply.buttons if b.payload != said and b.title != said)
+        return Reply(reply.text, buttons)
+
+    def _buttons(self, titles: Sequence[str]) -> Tuple[Tuple[str, str], ...]:
+        out = []
+        for title in titles:
+            if title == "算了":
+                out.append(("算了，不查了", "/forget_verification"))
+                continue
+            if title == "转人工":
+                out.append(("转人工", "/request_human"))
+                continue
+            button = self.kb._button(title)
+            out.append((button.title, button.payload))
+        return tuple(out)
+
+    def _topic_guess(self, understood: Understood) -> str:
+        """The title of the policy topic the model thought closest, for the staff's weekly chart."""
+        for name in understood.ranking:
+            entry = self.kb.for_intent(name)
+            if entry is not None and entry.is_topic:
+                return entry.title
+        return ""
