@@ -1,20 +1,42 @@
 """The WeChat Official Account callback (/wechat): verifies, decrypts and parses WeChat's requests (bot.clients.wechat
-speaks the protocol), asks Rasa, and answers passively within WeChat's 5 s or later through the service API."""
+speaks the protocol), asks Rasa, and answers passively within WeChat's 5 s or later through the service API.
+
+Text, and voice that WeChat has recognised (<Recognition>), go to Rasa; every other message gets a short polite reply
+in words, so a resident never meets silence. Events other than subscribe get "success", as the protocol wants."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import unicodedata
 from typing import Any, Dict, List
 
 from aiohttp import web
 
 from bot.clients import keys, wechat
 from bot.clients.rasa import RasaUnavailable
-from bot.web.views import MAX_MESSAGE_CHARS, to_staff, unavailable_text
+from bot.web.views import MAX_MESSAGE_CHARS, unavailable_text
 
 logger = logging.getLogger(__name__)
+
+EMPTY_TEXT_REPLY = "请用文字告诉我您想问什么。"
+VOICE_NOT_RECOGNISED_REPLY = (
+    "您的语音我这边听不了。请打字问我，或者用输入法的话筒把话转成文字再发；不方便的话可以请家人或网格员帮忙。"
+)
+UNSURE_VOICE_PREFIX = "我听到的是：“{heard}”。如果不对，请再说一遍或打字。"
+# what we say to the messages we cannot read, by MsgType; voice has its own handling, events get "success"
+NOT_TEXT_REPLIES = {
+    "image": "谢谢您发来的图片！不过我看不了图片，请用文字说说您想问什么。",
+    "video": "谢谢您发来的视频！不过我看不了视频，请用文字说说您想问什么。",
+    "shortvideo": "谢谢您发来的视频！不过我看不了视频，请用文字说说您想问什么。",
+    "location": "谢谢您发来的位置！不过我只看得懂文字，请打字告诉我您想问什么。",
+    "link": "谢谢您分享的链接！不过我打不开链接，请用文字说说您想问的事。",
+    "file": "谢谢您发来的文件！不过我打不开文件，请用文字说说您想问什么；要交材料的话，请找社区工作人员。",
+}
+OTHER_MESSAGE_REPLY = "您好，这种消息我暂时看不了。请直接打字问我，比如“去外省打工有交通补贴吗”。"
+_CHINESE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 async def wechat_verify(request: web.Request) -> web.Response:
@@ -59,28 +81,51 @@ async def wechat_message(request: web.Request) -> web.Response:
     return web.Response(text=reply, content_type="application/xml")
 
 
-async def _wechat_answer(app: web.Application, fields: Dict[str, str]):
+async def _wechat_answer(app: web.Application, fields: Dict[str, str]) -> str | None:
     """The text to reply passively, or None to reply "success" (the answer then goes through the service API)."""
     msg_type = fields.get("MsgType", "")
     open_id = fields.get("FromUserName", "")
     if msg_type == "event":
         if fields.get("Event", "").lower() == "subscribe":
             return await _ask_rasa_text(app, f"wechat:{open_id}", "/greet")
-        return None
-    if msg_type != "text":
-        return (
-            "您好，我暂时只能看懂文字消息。请直接打字问我，比如“去外省打工有交通补贴吗”；语音可以用输入法转成文字再发。"
-        )
-    message = (fields.get("Content") or "").strip()[:MAX_MESSAGE_CHARS]
-    if not message:
-        return "请用文字告诉我您想问什么。"
+        return None  # unsubscribe, CLICK, VIEW, SCAN…: WeChat expects "success" and nobody is waiting for words
+    if msg_type == "text":
+        message = (fields.get("Content") or "").strip()[:MAX_MESSAGE_CHARS]
+        if not message:
+            return EMPTY_TEXT_REPLY
+        return await _answer_turn(app, fields, message)
+    if msg_type == "voice":
+        heard = recognised_text(fields.get("Recognition"))[:MAX_MESSAGE_CHARS]
+        if not heard:
+            return VOICE_NOT_RECOGNISED_REPLY
+        prefix = UNSURE_VOICE_PREFIX.format(heard=heard) + "\n" if recognition_is_unsure(heard) else ""
+        return await _answer_turn(app, fields, heard, prefix)
+    return NOT_TEXT_REPLIES.get(msg_type, OTHER_MESSAGE_REPLY)
+
+
+def recognised_text(recognition: str | None) -> str:
+    """WeChat's speech recognition without the whitespace around it and the punctuation it puts at the end."""
+    text = (recognition or "").strip()
+    while text and (text[-1].isspace() or unicodedata.category(text[-1]).startswith("P")):
+        text = text[:-1]
+    return text.strip()
+
+
+def recognition_is_unsure(heard: str) -> bool:
+    """Very short (two characters or fewer, punctuation and spaces aside) or without a Chinese character."""
+    core = "".join(c for c in heard if not (c.isspace() or unicodedata.category(c)[0] in "PZ"))
+    return len(core) <= 2 or not _CHINESE.search(core)
+
+
+async def _answer_turn(app: web.Application, fields: Dict[str, str], message: str, prefix: str = "") -> str | None:
+    """Rasa's answer to one resident message, asked once per MsgId however often WeChat retries; None when the
+    answer is not ready within the deadline (it then goes through the service API)."""
+    open_id = fields.get("FromUserName", "")
     key = fields.get("MsgId") or f"{open_id}:{fields.get('CreateTime', '')}"
-    if app[keys.WECHAT_TURNS].get(key) is None and await to_staff(f"wechat:{open_id}", message):
-        return None  # staff have this conversation; they answer through the service API
     cache: wechat.TurnCache = app[keys.WECHAT_TURNS]
     turn = cache.get(key)
     if turn is None:
-        task = asyncio.ensure_future(_ask_rasa_text(app, f"wechat:{open_id}", message))
+        task = asyncio.ensure_future(_ask_rasa_text(app, f"wechat:{open_id}", message, prefix))
         turn = cache.add(key, wechat.Turn(task))
         task.add_done_callback(lambda _t: _deliver_late(app, turn, open_id))
     deadline = app[keys.SETTINGS].wechat_reply_deadline - (time.monotonic() - turn.created)
@@ -111,13 +156,14 @@ def _deliver_late(app: web.Application, turn: wechat.Turn, open_id: str) -> None
     app[keys.BACKGROUND].add(asyncio.ensure_future(send()))
 
 
-async def _ask_rasa_text(app: web.Application, sender: str, message: str) -> str:
+async def _ask_rasa_text(app: web.Application, sender: str, message: str, prefix: str = "") -> str:
+    """Rasa's answer as one WeChat text, after `prefix` (what we heard, when a voice's recognition is unsure)."""
     try:
         replies = await app[keys.RASA].send(sender, message, "wechat")
     except RasaUnavailable as e:
         logger.warning("Rasa unavailable for a WeChat message: %s", e)
-        return unavailable_text(app[keys.SETTINGS])
-    return as_wechat_text(replies)
+        return prefix + unavailable_text(app[keys.SETTINGS])
+    return prefix + as_wechat_text(replies)
 
 
 def as_wechat_text(replies: List[Dict[str, Any]]) -> str:

@@ -9,7 +9,12 @@ import struct
 import time
 import xml.etree.ElementTree as ET
 
+import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from sqlalchemy import select
+
+from bot import db, tickets
+from bot.models import TicketMessage
 
 from .conftest import AES_KEY, APP_ID, TOKEN
 
@@ -30,6 +35,32 @@ def text_message(content, msg_id="10001", open_id="oUser1", msg_type="text", ext
         f"<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[{open_id}]]></FromUserName>"
         f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[{msg_type}]]></MsgType>"
         f"<Content><![CDATA[{content}]]></Content><MsgId>{msg_id}</MsgId>{extra}</xml>"
+    )
+
+
+def voice_message(recognition=None, msg_id="60001", open_id="oVoice"):
+    """A voice message as WeChat sends it; <Recognition> only when the account has speech recognition on."""
+    heard = "" if recognition is None else f"<Recognition><![CDATA[{recognition}]]></Recognition>"
+    return (
+        f"<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[{open_id}]]></FromUserName>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[voice]]></MsgType>"
+        f"<MediaId><![CDATA[media_id_1]]></MediaId><Format><![CDATA[amr]]></Format>{heard}<MsgId>{msg_id}</MsgId></xml>"
+    )
+
+
+def other_message(msg_type, fields_xml, msg_id, open_id="oOther"):
+    return (
+        f"<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[{open_id}]]></FromUserName>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[{msg_type}]]></MsgType>"
+        f"{fields_xml}<MsgId>{msg_id}</MsgId></xml>"
+    )
+
+
+def event_message(event, open_id="oEvent", extra=""):
+    return (
+        f"<xml><ToUserName><![CDATA[gh_account]]></ToUserName><FromUserName><![CDATA[{open_id}]]></FromUserName>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        f"<Event><![CDATA[{event}]]></Event>{extra}</xml>"
     )
 
 
@@ -57,6 +88,36 @@ async def post(client, xml_text, query=None):
 
 def fields(xml_text):
     return {child.tag: child.text for child in ET.fromstring(xml_text)}
+
+
+async def ask(client, xml_text, safe):
+    """Posts a message in plaintext or in safe mode; the reply's Content, or "success" for no passive reply."""
+    if safe:
+        encrypted = encrypt(xml_text)
+        query = signed_query(encrypt_type="aes")
+        query["msg_signature"] = sha1_sorted(TOKEN, query["timestamp"], query["nonce"], encrypted)
+        status, body = await post(client, f"<xml><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>", query)
+    else:
+        status, body = await post(client, xml_text)
+    assert status == 200
+    if body == "success":
+        return body
+    reply = fields(body)
+    if safe:
+        assert reply["MsgSignature"] == sha1_sorted(TOKEN, reply["TimeStamp"], reply["Nonce"], reply["Encrypt"])
+        inner, app_id = decrypt(reply["Encrypt"])
+        assert app_id == APP_ID
+        reply = fields(inner)
+    assert reply["MsgType"] == "text" and reply["ToUserName"] == fields(xml_text)["FromUserName"]
+    assert reply["Content"] and reply["Content"].strip()  # never an empty message to a resident
+    return reply["Content"]
+
+
+async def wait_for(condition):
+    for _ in range(50):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
 
 
 async def test_url_verification(client):
@@ -166,8 +227,125 @@ async def test_subscribe_gets_the_welcome_menu(client, upstream):
     assert upstream.requests[-1]["message"] == "/greet"
 
 
-async def test_images_and_voice_get_a_text_only_notice(client, upstream):
-    for msg_type in ("image", "voice", "video", "location"):
-        status, body = await post(client, text_message("", msg_id=f"5{msg_type}", msg_type=msg_type))
-        assert status == 200 and "只能看懂文字" in fields(body)["Content"]
+MODES = pytest.mark.parametrize("safe", [False, True], ids=["plaintext", "aes"])
+
+
+@MODES
+async def test_recognised_voice_is_answered_like_text(client, upstream, safe):
+    content = await ask(client, voice_message("去外省打工有交通补贴吗。", msg_id="60001"), safe)
+    assert content == "答：去外省打工有交通补贴吗\n您可以回复：医保"  # no "我听到的是": the recognition is clear
+    [request] = upstream.requests
+    assert request["message"] == "去外省打工有交通补贴吗"  # WeChat's trailing "。" is gone
+    assert request["sender"] == "wechat:oVoice" and request["input_channel"] == "wechat"
+
+
+@MODES
+@pytest.mark.parametrize(
+    "recognition, heard",
+    [
+        ("医保。", "医保"),
+        ("嗯", "嗯"),
+        (" 低保？ ", "低保"),
+        ("OK!", "OK"),
+        ("hello world", "hello world"),
+        ("12345", "12345"),
+    ],
+)
+async def test_unsure_recognition_says_what_was_heard(client, upstream, safe, recognition, heard):
+    content = await ask(client, voice_message(recognition, msg_id="60002"), safe)
+    assert content == f"我听到的是：“{heard}”。如果不对，请再说一遍或打字。\n答：{heard}\n您可以回复：医保"
+    assert [r["message"] for r in upstream.requests] == [heard]
+
+
+@MODES
+@pytest.mark.parametrize("recognition", [None, "", "   ", "。"], ids=["absent", "empty", "blank", "punctuation"])
+async def test_voice_without_recognition_asks_to_type(client, upstream, safe, recognition):
+    content = await ask(client, voice_message(recognition, msg_id="60003"), safe)
+    assert "语音" in content and "打字" in content and "转成文字" in content
     assert not upstream.requests
+
+
+async def test_a_retried_voice_is_answered_once(client, upstream):
+    upstream.delay = 0.3
+    message = voice_message("养老保险怎么交", msg_id="60004")
+    (s1, r1), (s2, r2) = await asyncio.gather(post(client, message), post(client, message))
+    s3, r3 = await post(client, message)
+    assert s1 == s2 == s3 == 200
+    assert len(upstream.requests) == 1
+    assert (
+        fields(r1)["Content"]
+        == fields(r2)["Content"]
+        == fields(r3)["Content"]
+        == "答：养老保险怎么交\n您可以回复：医保"
+    )
+
+
+async def test_a_slow_unsure_voice_answer_keeps_what_was_heard(client, upstream, wechat_api):
+    upstream.delay = 1.5  # longer than the reply deadline (1 s in these tests)
+    assert await ask(client, voice_message("低保", msg_id="60005", open_id="oSlowVoice"), False) == "success"
+    assert await ask(client, voice_message("低保", msg_id="60005", open_id="oSlowVoice"), False) == "success"
+    await wait_for(lambda: wechat_api.sent)
+    assert len(upstream.requests) == 1
+    [(_, payload)] = wechat_api.sent
+    assert payload["touser"] == "oSlowVoice"
+    assert payload["text"]["content"] == "我听到的是：“低保”。如果不对，请再说一遍或打字。\n答：低保\n您可以回复：医保"
+
+
+OTHER_MESSAGES = {
+    "image": ("<PicUrl><![CDATA[http://mmbiz.qpic.cn/x]]></PicUrl><MediaId><![CDATA[m1]]></MediaId>", "图片"),
+    "location": (
+        "<Location_X>26.58</Location_X><Location_Y>106.71</Location_Y><Scale>15</Scale>"
+        "<Label><![CDATA[贵州省贵阳市]]></Label>",
+        "位置",
+    ),
+    "link": (
+        "<Title><![CDATA[政策解读]]></Title><Description><![CDATA[…]]></Description>"
+        "<Url><![CDATA[https://example.org/a]]></Url>",
+        "链接",
+    ),
+    "video": ("<MediaId><![CDATA[m2]]></MediaId><ThumbMediaId><![CDATA[t2]]></ThumbMediaId>", "视频"),
+    "shortvideo": ("<MediaId><![CDATA[m3]]></MediaId><ThumbMediaId><![CDATA[t3]]></ThumbMediaId>", "视频"),
+    "file": ("<Title><![CDATA[户口本.pdf]]></Title><FileKey><![CDATA[k]]></FileKey>", "文件"),
+    "miniprogrampage": ("<Title><![CDATA[小程序]]></Title>", ""),  # a type we do not know
+}
+
+
+@MODES
+@pytest.mark.parametrize("msg_type", list(OTHER_MESSAGES))
+async def test_other_messages_get_a_polite_reply(client, upstream, safe, msg_type):
+    extra, named = OTHER_MESSAGES[msg_type]
+    content = await ask(
+        client, other_message(msg_type, extra, msg_id=f"700{list(OTHER_MESSAGES).index(msg_type)}"), safe
+    )
+    assert named in content and ("文字" in content or "打字" in content)
+    assert not upstream.requests
+
+
+@MODES
+async def test_other_events_get_success_and_no_message(client, upstream, safe):
+    for event, extra in [
+        ("unsubscribe", ""),
+        ("CLICK", "<EventKey><![CDATA[MENU_1]]></EventKey>"),
+        ("VIEW", "<EventKey><![CDATA[https://example.org/]]></EventKey>"),
+        ("SCAN", "<EventKey><![CDATA[123]]></EventKey><Ticket><![CDATA[t]]></Ticket>"),
+        ("LOCATION", "<Latitude>26.58</Latitude><Longitude>106.71</Longitude><Precision>65</Precision>"),
+    ]:
+        assert await ask(client, event_message(event, extra=extra), safe) == "success"
+    assert not upstream.requests
+
+
+@MODES
+async def test_an_open_ticket_does_not_silence_the_assistant(client, upstream, safe):
+    """The action server copies a message into the open ticket and keeps answering; the gateway always asks Rasa."""
+    with db.session_scope() as s:
+        tickets.open_ticket(s, "wechat:oTicket", "wechat", ["居民：找工作人员"], None)
+    text = await ask(client, text_message("我的低保什么时候到", msg_id="80001", open_id="oTicket"), safe)
+    voice = await ask(client, voice_message("医保卡丢了怎么办。", msg_id="80002", open_id="oTicket"), safe)
+    assert text == "答：我的低保什么时候到\n您可以回复：医保"
+    assert voice == "答：医保卡丢了怎么办\n您可以回复：医保"
+    assert [(r["sender"], r["message"]) for r in upstream.requests] == [
+        ("wechat:oTicket", "我的低保什么时候到"),
+        ("wechat:oTicket", "医保卡丢了怎么办"),
+    ]
+    with db.session_scope() as s:  # not copied twice: the copy is the action server's
+        assert s.scalars(select(TicketMessage)).all() == []
