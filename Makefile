@@ -17,7 +17,7 @@ export PYTHONWARNINGS         := ignore
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install train layers run migrate demo-data import bench-import staff-admin staff-user shell test test-unit validate test-nlu test-conversations lint lock clean
+.PHONY: help install train layers run migrate demo-data import bench-import staff-admin staff-user shell test test-dialogues test-unit validate test-nlu test-conversations lint lock clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -69,7 +69,14 @@ shell: train ## talk to the assistant in this terminal
 	$(RASA) shell --model $(MODEL) --endpoints endpoints.yml --quiet
 
 test: install lint test-unit train validate test-nlu test-conversations ## everything below, as CI runs it
-	TEST_POSTGRES_URL=$$(tools/test-postgres start) ANJU_MODEL=$(MODEL) $(PY) -m pytest -q tests -m e2e
+	@mkdir -p results; rc=0; TEST_POSTGRES_URL=$$(tools/test-postgres start) ANJU_MODEL=$(MODEL) \
+	  $(PY) -m pytest -q tests -m e2e --junitxml=results/e2e.xml || rc=$$?; \
+	  $(PY) tools/dialogue_report.py results/e2e.xml; exit $$rc
+
+test-dialogues: train ## residents' multi-turn conversations (tests/dialogues) against the real servers; prints the pass rate
+	@mkdir -p results; rc=0; TEST_POSTGRES_URL=$$(tools/test-postgres start) ANJU_MODEL=$(MODEL) \
+	  $(PY) -m pytest -q tests -m dialogues --junitxml=results/dialogues.xml || rc=$$?; \
+	  $(PY) tools/dialogue_report.py results/dialogues.xml; exit $$rc
 
 test-unit: install ## unit tests, against SQLite and a throwaway PostgreSQL (tools/test-postgres)
 	TEST_POSTGRES_URL=$$(tools/test-postgres start) $(PY) -m pytest -q tests -m "not e2e"

@@ -79,6 +79,7 @@ SOLVED = re.compile(r"(?:问题)?(?:已经)?解决了|搞定了|办好了|弄好
 PERSON_WORDS = re.compile(
     r"爱人|老伴|媳妇|老婆|婆姨|丈夫|老公|男人|老汉|儿子|闺女|女儿|孙子|孙女|孩子|娃|老人|我妈|我爸|俺妈|俺爸|父亲|母亲"
 )
+WORK_CUE = re.compile(r"打工|务工|上班|干活|做工|挣钱|营生|干了|干满|就业|工作|寻个活|找活|打零工")
 ASKING = re.compile(r"多少|钱|咋|怎么|怎样|能不能|能|吗|呢|啥|什么|哪|几|够不够|行不行|有没有")
 SELF_WORDS = re.compile(r"^(?:我|俺|额|咱|偶)")
 CLAUSE_BREAK = re.compile(r"[，,。！!？?；;\s]+|还有|另外|再问一下|再问问|顺便问一下|顺便问问|顺便问")
@@ -198,12 +199,12 @@ class Conversation:
     # ------------------------------------------------------------------ identity check
 
     def _cancel(self, state: State) -> Turn:
-        was = bool(state.verify_step or state.verified_household or state.head_name)
-        text = (
-            "好的，不查了，刚才的核对信息已清除。您可以接着问别的，比如补贴、上学、看病。"
-            if was
-            else "好的，已取消，没有保留任何核对信息。有别的事随时问我。"
-        )
+        if state.verified_household:
+            text = "已退出，刚才的核对信息已清除。您可以接着问别的，比如补贴、上学、看病。"
+        elif state.verify_step:
+            text = "好的，不查了，核对信息没有保留。您可以接着问别的，比如补贴、上学、看病。"
+        else:
+            text = "好的，已取消，没有保留任何核对信息。有别的事随时问我。"
         cleared = replace(
             state,
             verify_step=None,
@@ -270,7 +271,7 @@ class Conversation:
             )
         text = (
             f"户主姓名或身份证后6位不对，请再核对一下（还可以试{result.failures_left}次）。{note}\n"
-            f"可以只重新发后6位，也可以把姓名和后6位一起重发；户主名字说错了，直接说对的名字就行。"
+            f"可以只重新发身份证最后6位，也可以把姓名和后6位一起重发；户主名字说错了，直接说对的名字就行。"
         )
         return Turn([Reply(text, self._buttons(["算了", "转人工"]))], replace(state, verify_step="code"))
 
@@ -282,7 +283,7 @@ class Conversation:
 
     @staticmethod
     def _ask_code(name: str) -> str:
-        return f"好的，户主{name}。请输入户主身份证号的后6位（数字，最后一位可能是X）。"
+        return f"好的，户主{name}。请输入户主身份证号的最后6位（就是后6位，数字，最后一位可能是X）。"
 
     @staticmethod
     def _resume_hint(state: State) -> str:
@@ -323,7 +324,7 @@ class Conversation:
             return self._follow_up(understood, state)
         if understood.intent in MISSED:
             situation = understood.entities.get("work_region")
-            if situation:
+            if situation and WORK_CUE.search(said):
                 return self._topic(self._subsidy_entry_for(situation), {"work_region": situation}, state)
             return self._missed(said, understood, state)
         if understood.intent == "follow_up" or self._short_follow_up(said, understood, state):
@@ -335,6 +336,8 @@ class Conversation:
             if entry and "work_region" in entry.variants and "work_region" not in entities and state.work_region:
                 if len(said) <= 10:
                     entities["work_region"] = state.work_region
+            if understood.intent == "ask_subsidy_general":
+                return self._general_for_household_question(said, state)
             return self._topic(understood.intent, entities, state)
         if understood.intent in SOCIAL:
             reply = self._reply(understood.intent)
@@ -438,7 +441,7 @@ class Conversation:
     def _hand_off(self, state: State) -> Turn:
         self.services.open_ticket(state.verified_household)
         text = self._reply("request_human").text
-        text += "\n已经帮您转给工作人员，工作人员会在这里回复您。等的时候，您也可以接着问我。"
+        text += "\n已经帮您转给工作人员，工作人员会在这里直接回复您。等的时候，您也可以接着问我。"
         return Turn([Reply(text)], replace(state, misses=0))
 
     def _staff_will_reply(self) -> str:

@@ -9,12 +9,18 @@ import unicodedata
 from dataclasses import dataclass
 from typing import List, Tuple
 
+from bot.identity import SURNAMES
+
 _DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _UNITS = {"十": 10, "百": 100, "千": 1000}
 _NUMERAL = "零〇一二两三四五六七八九十百千万"
 # measure words after which a numeral is a quantity. 次性 (一次性) and 家人 (一家人) are words, not counts.
 _MEASURES = r"个月|个|月|年|元|块|岁|人|户|口|天|周|星期|次(?!性)|名|项|座|间|家(?!人)|倍|孩|娃|趟|亩"
 _QUANTITY = re.compile(rf"[{_NUMERAL}]+(?=(?:{_MEASURES}))")
+# a numeral counts only with a digit or 十 in it: a lone 万 / 千 / 百 is a word ("多少万元", "李万年")
+_HAS_DIGIT = re.compile("[零〇一二两三四五六七八九十]")
+# a single numeral right after a surname that starts the message or follows 叫/是/户主 is part of a name (王三元)
+_NAME_START = re.compile(r"(?:^|[\s，,。:：;；、]|叫|是|户主|名字)$")
 # pictographs, dingbats, flags, variation selectors, zero-width joiners and keycaps
 _EMOJI = re.compile(
     "[\U0001f000-\U0001faff\U00002600-\U000027bf\U0001f1e6-\U0001f1ff\U00002b00-\U00002bff"
@@ -107,11 +113,22 @@ class TextNormalizer:
         norm = _substitute(norm, re.compile(r"\s{2,}"), lambda m: " ")
         norm = _substitute(norm, re.compile(r"^\s+|\s+$"), lambda m: "")
         if self.numerals:
-            norm = _substitute(norm, _QUANTITY, lambda m: _numeral_to_digits(m.group(0)))
+            text = norm.text
+            norm = _substitute(norm, _QUANTITY, lambda m: _quantity(text, m))
         return norm
 
     def __call__(self, text: str) -> str:
         return self.normalize(text).text
+
+
+def _quantity(text: str, m: re.Match) -> str:
+    numeral = m.group(0)
+    if not _HAS_DIGIT.search(numeral):
+        return numeral
+    start = m.start()
+    if len(numeral) == 1 and start >= 1 and text[start - 1] in SURNAMES and _NAME_START.search(text[: start - 1]):
+        return numeral
+    return _numeral_to_digits(numeral)
 
 
 def _numeral_to_digits(numeral: str) -> str:
