@@ -65,7 +65,12 @@ CORRECTION = re.compile(
     r"(?:我(?:说|问|想问|是说|的意思是|指)的?是|应该是|其实是|是)(?P<new>.+)$"
 )
 NOT_X_BUT_Y = re.compile(r"不是(?P<old>.+?)[，,\s]*(?:而)?是(?P<new>.+)$")
-CORRECTION_START = re.compile(r"^(?:不对|不是|错了|说错了|搞错了|弄错了|我说错了|打错了|我问的是|我说的是|我是说)")
+INTERJECTION = r"(?:哦|噢|喔|啊|哎|哎呀|嗯|呃|唉)?[，,。\s]*"
+CORRECTION_START = re.compile(
+    rf"^{INTERJECTION}(?:不对|不是|错了|说错了|搞错了|弄错了|记错了|我说错了|打错了|我问的是|我说的是|我是说|应该是|还是)"
+    r"|(?:说错了|记错了|搞错了|弄错了|打错了)[了吧啊。！!\s]*$"
+)
+CORRECTION_MARK = re.compile(r"(?:哦|噢|啊)?(?:不对|说错了|记错了|搞错了)[，,\s]*(?:是|应该是)?")
 PROCEDURE = re.compile(
     r"材料|证件|证明|带啥|带什么|手续|去哪|在哪办|哪里办|到哪|找谁|怎么办理|咋办理|怎么申请|咋申请|咋领|怎么领|"
     r"多久|多长时间|到账|啥时候|什么时候|几时"
@@ -79,8 +84,22 @@ SOLVED = re.compile(r"(?:问题)?(?:已经)?解决了|搞定了|办好了|弄好
 PERSON_WORDS = re.compile(
     r"爱人|老伴|媳妇|老婆|婆姨|丈夫|老公|男人|老汉|儿子|闺女|女儿|孙子|孙女|孩子|娃|老人|我妈|我爸|俺妈|俺爸|父亲|母亲"
 )
-WORK_CUE = re.compile(r"打工|务工|上班|干活|做工|挣钱|营生|干了|干满|就业|工作|寻个活|找活|打零工")
-ASKING = re.compile(r"多少|钱|咋|怎么|怎样|能不能|能|吗|呢|啥|什么|哪|几|够不够|行不行|有没有")
+WORK_CUE = re.compile(
+    r"打工|务工|上班|干活|做工|挣钱|营生|干了|干满|就业|工作|寻个活|找活|零工|当|做|干|厂|工地|煤矿|矿上|超市|"
+    r"饭店|保姆|收银|开车|跑车|车间|园区"
+)
+ASKING = re.compile(
+    r"多少|钱|咋|怎么|怎样|能不能|能|吗|呢|啥|什么|哪|几|够不够|行不行|有没有|没$|不$|没有$|报不报|给不给"
+)
+HUMAN = re.compile(
+    r"转人工|人工客服|人工服务|找(?:个|你们的)?工作人员|要(?:找)?真人|真人(?:客服|来)|跟真人|转过去|接人工"
+)
+CONDITION = re.compile(r"干(?:够|满|了)?多久|要干|满多久|够多久|干几个月|几个月才")
+FOLLOW_UP_WRAP = re.compile(
+    r"^(?:那|那么|那要是|要是|还有|再说说|再问问)|(?:呢|嘞|咧|哩|的事|的情况|也看看|也说说|咋样|怎么样)$"
+)
+WHO_LINE = re.compile(r"物业|网格员|专柜|找|联系|请到|请问")
+JOINED_HAN = re.compile(r"(?<=^[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff]{1,2}(?:$|[\s，,]))")
 SELF_WORDS = re.compile(r"^(?:我|俺|额|咱|偶)")
 CLAUSE_BREAK = re.compile(r"[，,。！!？?；;\s]+|还有|另外|再问一下|再问问|顺便问一下|顺便问问|顺便问")
 REGION_WORDS = {"县内": "在县里", "县外省内": "在省内县外", "省外": "在省外"}
@@ -157,6 +176,9 @@ class Services(Protocol):
     def conversation_locked(self) -> bool: ...
     def verify(self, name: str, code: str) -> Any: ...  # bot.repository.VerificationResult
     def household(self, household_id: str, shown: Sequence[str]) -> Tuple[Any, rules.HouseholdFacts] | None: ...
+    def member_names(self, household_id: str) -> Sequence[str]: ...
+    def remember_code(self, code: str | None) -> None: ...
+    def recall_code(self) -> str | None: ...
 
 
 Parse = Callable[[str], Understood | None]
@@ -227,14 +249,18 @@ class Conversation:
         return Turn([Reply(self._ask_name_and_code())], state)
 
     def _in_identity_check(self, said: str, understood: Understood, state: State) -> Turn:
-        answer = parse_identity_answer(said)
+        if HUMAN.search(said):
+            return self._hand_off(state)
+        answer = parse_identity_answer(JOINED_HAN.sub("", said))
         name = answer.name or state.head_name
-        if answer.code and name:
-            return self._verify(name, answer.code, replace(state, head_name=name), answer.full_id_given)
+        code = answer.code or (self.services.recall_code() if answer.name else None)
+        if code and name:
+            self.services.remember_code(None)
+            return self._verify(name, code, replace(state, head_name=name), answer.full_id_given)
         if answer.code:
-            return Turn(
-                [Reply("收到。还差户主的姓名：请把户主姓名和身份证后6位一起发给我，比如：张三 123456。")], state
-            )
+            # a code before the name: kept in the action server's memory for a few minutes, never stored
+            self.services.remember_code(answer.code)
+            return Turn([Reply("收到后6位了。还差户主的姓名：请告诉我户主叫什么。")], state)
         if answer.name:
             return Turn([Reply(self._ask_code(answer.name))], replace(state, head_name=answer.name, verify_step="code"))
         # not an answer to the check: a question in between is answered, and the check waits
@@ -297,14 +323,16 @@ class Conversation:
     # ------------------------------------------------------------------ answering
 
     def _answer(self, said: str, understood: Understood, state: State) -> Turn:
-        if understood.intent == "chitchat":
+        if understood.intent == "chitchat" and not HUMAN.search(said):
             response = understood.chitchat or "utter_chitchat/ask_name"
             return Turn([Reply(response=response)], replace(state, misses=0))
-        correction = self._correction(said) if state.topic else None
+        correction = self._correction(said) if (state.topic or state.work_region or NOT_X_BUT_Y.search(said)) else None
         if correction is not None:
             return self._corrected(correction, understood, state)
-        if understood.intent == "request_human":
+        if understood.intent == "request_human" or HUMAN.search(said):
             return self._hand_off(state)
+        if understood.intent in SOCIAL and understood.confidence >= 0.8 and len(said) <= 8:
+            return Turn([self._as_reply(self._reply(understood.intent), said)], replace(state, misses=0))
         multi = self._several(said, understood, state)
         if multi is not None:
             return multi
@@ -316,33 +344,66 @@ class Conversation:
             answer = parse_identity_answer(said)
             if answer.name and answer.code:
                 return self._start_identity_check(said, state)
-        if state.topic and PROCEDURE.search(said) and not self._is_new_topic(understood, state):
+        if state.topic and self._asks_procedure(said) and not self._is_new_topic(understood, state):
             return self._procedure(said, state)
         if state.topic and PERSON_WORDS.search(said) and not self._is_new_topic(understood, state):
             return self._about_someone_else(said, understood, state)
+        if understood.intent == "follow_up" or understood.intent in MISSED:
+            named = self._named_topic(said, understood)
+            if named is not None:
+                return self._topic(named.intent, {**self._inherited(named, state, said), **named.entities}, state)
         if understood.intent in MISSED and self._short_follow_up(said, understood, state):
             return self._follow_up(understood, state)
         if understood.intent in MISSED:
             situation = understood.entities.get("work_region")
-            if situation and WORK_CUE.search(said):
+            if situation and WORK_CUE.search(said) and not state.misses:
                 return self._topic(self._subsidy_entry_for(situation), {"work_region": situation}, state)
             return self._missed(said, understood, state)
         if understood.intent == "follow_up" or self._short_follow_up(said, understood, state):
+            if state.misses and not state.topic:  # "太原呢" after an out-of-scope question is still out of scope
+                return self._missed(said, replace(understood, intent="out_of_scope"), state)
             return self._follow_up(understood, state)
         if understood.intent in self.topic_intents:
-            entities = dict(understood.entities)
-            entry = self.kb.for_intent(understood.intent)
-            # a short question without a place inherits the last place ("给多少钱" after "在县城干了半年了")
-            if entry and "work_region" in entry.variants and "work_region" not in entities and state.work_region:
-                if len(said) <= 10:
-                    entities["work_region"] = state.work_region
-            if understood.intent == "ask_subsidy_general":
+            entities = {**self._inherited(understood, state, said), **understood.entities}
+            if understood.intent == "ask_subsidy_general" and "work_region" not in entities:
                 return self._general_for_household_question(said, state)
+            if understood.intent == "ask_subsidy_general":
+                return self._topic(self._subsidy_entry_for(entities["work_region"]), entities, state)
             return self._topic(understood.intent, entities, state)
         if understood.intent in SOCIAL:
             reply = self._reply(understood.intent)
             return Turn([self._as_reply(reply, said)], replace(state, misses=0))
         return self._missed(said, understood, state)
+
+    def _inherited(self, understood: Understood, state: State, said: str) -> Dict[str, str]:
+        """A short question without a place inherits the last place ("给多少钱" after "在县城干了半年了")."""
+        entry = self.kb.for_intent(understood.intent)
+        if understood.intent == "ask_subsidy_general" and state.work_region and len(said) <= 12:
+            return {"work_region": state.work_region}
+        if entry and "work_region" in entry.variants and state.work_region and len(said) <= 12:
+            return {"work_region": state.work_region}
+        return {}
+
+    def _named_topic(self, said: str, understood: Understood) -> Understood | None:
+        """ "那日间照料呢" / "那医疗救助呢": the topic named in a follow-up, understood without the 那…呢 around it."""
+        core = FOLLOW_UP_WRAP.sub("", said).strip()
+        if not core or core == said.strip() and understood.intent == "follow_up" and understood.entities:
+            return None
+        parsed = self.parse(core) if core != said.strip() else None
+        for candidate in (parsed, understood):
+            if candidate is None:
+                continue
+            if candidate.intent in self.topic_intents and candidate.confidence >= 0.5:
+                return candidate
+        ranked = next((name for name in understood.ranking if name in self.topic_intents), None)
+        if ranked and understood.intent == "follow_up" and not understood.entities and len(core) >= 2:
+            return Understood(core, ranked, 0.5, {})
+        return None
+
+    @staticmethod
+    def _asks_procedure(said: str) -> bool:
+        # "要干满多久" asks about the condition (3 months), not about how long the office takes
+        return bool(PROCEDURE.search(said)) and not CONDITION.search(said)
 
     def _is_question(self, understood: Understood) -> bool:
         return (
@@ -393,10 +454,14 @@ class Conversation:
         entry = self.kb.entries[state.topic]
         wanted = "、".join(label for pattern, label in PROCEDURE_DETAILS if pattern.search(said)) or "具体怎么办"
         contact = self.placeholders.get(CONTACT_FOR_TOPIC.get(entry.id, "contact"), self.placeholders["contact"])
+        answer = self.kb.reply(entry.intent, {}, None, self.placeholders).text
+        who = next((line.strip("· ") for line in answer.splitlines() if WHO_LINE.search(line)), "")
         text = (
             f"关于“{entry.title}”{wanted}，县里的报道没有写，我不能乱说。请问{contact}，"
             f"他们会按您家的情况告诉您。{self.placeholders['hours_line']}"
         )
+        if who and contact not in who:
+            text += f"\n报道里写到的是：{who}"
         return Turn([Reply(text.strip(), self._buttons([entry.title, "转人工"]))], replace(state, misses=0))
 
     def _about_someone_else(self, said: str, understood: Understood, state: State) -> Turn:
@@ -407,6 +472,15 @@ class Conversation:
             if entry_id != state.topic:
                 return self._topic(self.kb.entries[entry_id].intent, understood.entities, state)
         entry = self.kb.entries[state.topic]
+        if "work_region" in entry.variants and "work_region" not in understood.entities and state.work_region:
+            if re.search(r"也|一起|那儿|那里|在那|同一", said):
+                months = re.search(r"(\d+|俩|两|半)个?多?月", said)
+                entry_id = self._subsidy_entry_for(state.work_region)
+                turn = self._topic(entry_id, {"work_region": state.work_region}, state)
+                if months and state.work_region == "县内":
+                    note = "按报道，县内就近就业要累计满3个月以上才能领就业奖补，不满3个月的干满了再申请。"
+                    turn.replies.insert(0, Reply(note))
+                return turn
         if "work_region" in entry.variants and "work_region" not in understood.entities:
             who = PERSON_WORDS.search(said).group(0)
             text = f"{who}在哪里干活？在县里、在省内别的县市，还是在省外？告诉我地方，我说说能领什么。"
@@ -458,13 +532,18 @@ class Conversation:
     def _about_household(self, said: str, understood: Understood, state: State) -> bool:
         if HOUSEHOLD_CUE.search(said):
             return (
-                understood.intent in ("ask_household", "inform")
+                understood.intent in ("ask_household", "inform", "follow_up")
                 or understood.intent in HOUSEHOLD_SECTION
-                or (understood.intent not in SOCIAL and understood.intent != "chitchat")
+                or understood.intent in MISSED
             )
         if state.verified_household and state.household_topics:
-            # "那我爱人呢" / "孩子念书呢" / a member's name after a household answer
-            return bool(PERSON_WORDS.search(said)) or understood.intent == "ask_household"
+            # "那我爱人呢" / "孩子念书呢" / "王桂兰的奖补呢" / "医保呢" after a household answer
+            if PERSON_WORDS.search(said) or understood.intent == "ask_household":
+                return True
+            if any(name in said for name in self.services.member_names(state.verified_household)):
+                return True
+            short = len(FOLLOW_UP_WRAP.sub("", said)) <= 6
+            return short and len(household_answer.topics_of(said)) < len(household_answer.SECTIONS)
         return False
 
     def _household_question(self, said: str, understood: Understood, state: State) -> Turn:
@@ -473,7 +552,12 @@ class Conversation:
         sections = household_answer.topics_of(said)
         if len(sections) == len(household_answer.SECTIONS) and understood.intent in HOUSEHOLD_SECTION:
             sections = [HOUSEHOLD_SECTION[understood.intent]]
-        if len(sections) == len(household_answer.SECTIONS) and state.household_topics and PERSON_WORDS.search(said):
+        named = any(name in said for name in self.services.member_names(state.verified_household))
+        if (
+            len(sections) == len(household_answer.SECTIONS)
+            and state.household_topics
+            and (PERSON_WORDS.search(said) or named)
+        ):
             sections = state.household_topics.split(",")
         return self._household(said, state, sections)
 
@@ -497,16 +581,20 @@ class Conversation:
         text = said.strip()
         if not CORRECTION_START.search(text):
             return None
+        text = re.sub(rf"^{INTERJECTION}", "", text)
+        text = re.sub(r"[，,\s]*(?:俺|我)?(?:说错了|记错了|搞错了|弄错了|打错了)[了吧啊。！!\s]*$", "", text) or text
         m = NOT_X_BUT_Y.search(text)
         if m and m.group("new").strip():
             return m.group("new").strip(" ，,。")
         m = CORRECTION.search(text)
         if m and m.group("new").strip():
             return m.group("new").strip(" ，,。")
-        rest = re.sub(r"^(?:不对|不是|错了|说错了|搞错了|弄错了|我说错了|打错了)[，,。\s]*", "", text)
-        return rest or None
+        rest = re.sub(r"^(?:不对|不是|错了|说错了|搞错了|弄错了|记错了|我说错了|打错了|还是)[，,。\s]*", "", text)
+        return re.sub(r"[吧啊呀]$", "", rest) or None
 
     def _corrected(self, corrected: str, understood: Understood, state: State) -> Turn:
+        if HUMAN.search(corrected):
+            return self._hand_off(state)
         parsed = self.parse(corrected) or understood
         if (
             parsed.intent in self.topic_intents
@@ -538,12 +626,18 @@ class Conversation:
         for clause, p in parsed:
             region = p.entities.get("work_region")
             if region:
-                situations.append((self._who(clause), region))
-            if p.intent in self.topic_intents and p.confidence >= TOPIC_CONFIDENCE:
+                who = self._who(clause)
+                if CORRECTION_MARK.search(clause) and situations:
+                    who = situations.pop()[0]  # "在西安 哦不对是在太原": the place is corrected, the person stays
+                situations.append((who, region))
+            if p.intent in self.topic_intents and p.confidence >= 0.5:
                 topics.append(p)
-        distinct = list(dict.fromkeys(t.intent for t in topics))
         people = list(dict.fromkeys(situations))
-        if len(distinct) < 2 and len(people) < 2:
+        asked = list(dict.fromkeys((t.intent, tuple(sorted(t.entities.items()))) for t in topics))
+        if len(asked) < 2 and len(people) < 2:
+            if len(people) == 1 and CORRECTION_MARK.search(said):
+                who, region = people[0]
+                return self._topic(self._subsidy_entry_for(region), {"work_region": region}, state)
             return None
         if HOUSEHOLD_CUE.search(said):
             return None  # a household question with details: the household answer covers every member
@@ -551,7 +645,7 @@ class Conversation:
         sources: List[str] = []
         new_state = replace(state, misses=0)
         answered_subsidy = False
-        for intent in distinct or ["ask_subsidy_general"]:
+        for intent, entities in asked or [("ask_subsidy_general", ())]:
             if intent in SUBSIDY_INTENTS and people:
                 if answered_subsidy:
                     continue
@@ -565,7 +659,7 @@ class Conversation:
                     sources.append(source)
                     new_state = replace(new_state, topic=self.kb.for_intent(entry_id).id, work_region=region)
                 continue
-            clause_entities = next((t.entities for t in topics if t.intent == intent), {})
+            clause_entities = dict(entities)
             reply = self.kb.reply(intent, clause_entities, state.topic, self.placeholders)
             body, source = self._split_source(reply.text)
             texts.append(f"【{self.kb.entries[reply.entry_id].title}】\n{body}")

@@ -3,10 +3,17 @@ lookups for one conversation (bot.dialogue.Services). Each call is its own short
 
 from __future__ import annotations
 
-from typing import Any, List, Sequence, Tuple
+import threading
+import time
+from typing import Any, Dict, List, Sequence, Tuple
 
 from bot import db, repository, rules, tickets
 from bot.settings import Settings
+
+# a code typed before the name, kept in this process's memory for a few minutes only: never in the tracker or database
+_CODES: Dict[str, Tuple[str, float]] = {}
+_CODES_LOCK = threading.Lock()
+CODE_MEMORY_SECONDS = 300
 
 
 class DatabaseServices:
@@ -61,3 +68,26 @@ class DatabaseServices:
             return household, repository.facts_of(household)
 
         return db.run(load)
+
+    def member_names(self, household_id: str) -> Sequence[str]:
+        """The members' names, to recognise "王桂兰的奖补呢"; shows nothing, so it is not a lookup to audit."""
+        if not household_id:
+            return []
+        return db.run(repository.member_names, household_id)
+
+    def remember_code(self, code: str | None) -> None:
+        with _CODES_LOCK:
+            now = time.monotonic()
+            for key in [k for k, (_, at) in _CODES.items() if now - at > CODE_MEMORY_SECONDS]:
+                del _CODES[key]
+            if code:
+                _CODES[self.conversation_id] = (code, now)
+            else:
+                _CODES.pop(self.conversation_id, None)
+
+    def recall_code(self) -> str | None:
+        with _CODES_LOCK:
+            found = _CODES.get(self.conversation_id)
+        if found and time.monotonic() - found[1] <= CODE_MEMORY_SECONDS:
+            return found[0]
+        return None

@@ -29,6 +29,7 @@ SECTION_TITLES = {"subsidies": "【补贴】", "schools": "【上学】", "medic
 
 # how residents name a member, and the ledger's 与户主关系 values it means
 RELATION_WORDS = (
+    (r"(?:娃|孩子?|娃娃)他(?:妈|爸|娘|爹)", ("配偶",)),
     (r"爱人|老伴|媳妇|老婆|婆姨|丈夫|老公|男人|老汉|对象|配偶", ("配偶",)),
     (r"孙子|孙女|孙儿|外孙", ("孙子", "孙女", "外孙", "外孙女")),
     (r"儿子|小子|后生", ("子",)),

@@ -150,3 +150,7 @@ def find_households(session: Session, q: str, limit: int = 50) -> List[Household
 
 def recent_audit(session: Session, limit: int = 500) -> List[AuditEntry]:
     return list(session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)))
+
+
+def member_names(session: Session, household_id: str) -> List[str]:
+    return list(session.scalars(select(Member.name).where(Member.household_id == household_id)))
