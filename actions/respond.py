@@ -16,6 +16,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from bot import dialogue, knowledge, rules
 from bot import settings as settings_module
 from bot.dialogue_services import DatabaseServices
+from bot.faq import FaqIndex
 
 logger = logging.getLogger(__name__)
 STATE_SLOTS = [f.name for f in dataclasses.fields(dialogue.State)]
@@ -64,6 +65,18 @@ class RasaParser:
             return None
 
 
+_faq_cache: Dict[int, FaqIndex] = {}
+
+
+def faq_for(kb: knowledge.Knowledge) -> FaqIndex:
+    """The keyword index over the same knowledge (rebuilt when staff edit it), for questions the model was unsure of."""
+    index = _faq_cache.get(id(kb))
+    if index is None:
+        _faq_cache.clear()
+        index = _faq_cache[id(kb)] = FaqIndex(kb, settings_module.ROOT / "data" / "nlu")
+    return index
+
+
 class ActionRespond(Action):
     def name(self) -> Text:
         return "action_respond"
@@ -97,7 +110,12 @@ class ActionRespond(Action):
         kb = knowledge.load()
         services = DatabaseServices(tracker.sender_id, tracker.get_latest_input_channel() or "", s, transcript(tracker))
         conversation = dialogue.Conversation(
-            kb, s, services, RasaParser(s.rasa_url, s.rasa_token), rules.PolicyFacts.from_knowledge(kb.entries)
+            kb,
+            s,
+            services,
+            RasaParser(s.rasa_url, s.rasa_token),
+            rules.PolicyFacts.from_knowledge(kb.entries),
+            faq_for(kb),
         )
         understood = dialogue.Understood.from_parse_data(tracker.latest_message)
         return conversation.respond(said(tracker), understood, state)

@@ -67,7 +67,7 @@ CORRECTION = re.compile(
 NOT_X_BUT_Y = re.compile(r"不是(?P<old>.+?)[，,\s]*(?:而)?是(?P<new>.+)$")
 INTERJECTION = r"(?:哦|噢|喔|啊|哎|哎呀|嗯|呃|唉)?[，,。\s]*"
 CORRECTION_START = re.compile(
-    rf"^{INTERJECTION}(?:不对|不是|错了|说错了|搞错了|弄错了|记错了|我说错了|打错了|我问的是|我说的是|我是说|应该是|还是)"
+    rf"^{INTERJECTION}(?:不对|不是|错了|说错了|搞错了|弄错了|记错了|我说错了|打错了|我问的是|我说的是|我是说|应该是)"
     r"|(?:说错了|记错了|搞错了|弄错了|打错了)[了吧啊。！!\s]*$"
 )
 CORRECTION_MARK = re.compile(r"(?:哦|噢|啊)?(?:不对|说错了|记错了|搞错了)[，,\s]*(?:是|应该是)?")
@@ -89,7 +89,7 @@ WORK_CUE = re.compile(
     r"饭店|保姆|收银|开车|跑车|车间|园区"
 )
 ASKING = re.compile(
-    r"多少|钱|咋|怎么|怎样|能不能|能|吗|呢|啥|什么|哪|几|够不够|行不行|有没有|没$|不$|没有$|报不报|给不给"
+    r"多久|多长|多少|钱|咋|怎么|怎样|能不能|能|吗|呢|啥|什么|哪|几|够不够|行不行|有没有|没$|不$|没有$|报不报|给不给"
 )
 HUMAN = re.compile(
     r"转人工|人工客服|人工服务|找(?:个|你们的)?工作人员|要(?:找)?真人|真人(?:客服|来)|跟真人|转过去|接人工"
@@ -100,6 +100,9 @@ FOLLOW_UP_WRAP = re.compile(
 )
 WHO_LINE = re.compile(r"物业|网格员|专柜|找|联系|请到|请问")
 JOINED_HAN = re.compile(r"(?<=^[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff]{1,2}(?:$|[\s，,]))")
+GREETING_PREFIX = re.compile(
+    r"^(?:喂+|你好|您好|哎+|那个|请问|我想问问|我想问一下|俺想问问|问一下|打听一下|同志)+[，,。\s]*"
+)
 SELF_WORDS = re.compile(r"^(?:我|俺|额|咱|偶)")
 CLAUSE_BREAK = re.compile(r"[，,。！!？?；;\s]+|还有|另外|再问一下|再问问|顺便问一下|顺便问问|顺便问")
 REGION_WORDS = {"县内": "在县里", "县外省内": "在省内县外", "省外": "在省外"}
@@ -187,8 +190,17 @@ Parse = Callable[[str], Understood | None]
 class Conversation:
     """One resident message, answered. `parse` understands a piece of the message (a clause or a correction)."""
 
-    def __init__(self, kb: Knowledge, settings: Settings, services: Services, parse: Parse, policy: rules.PolicyFacts):
+    def __init__(
+        self,
+        kb: Knowledge,
+        settings: Settings,
+        services: Services,
+        parse: Parse,
+        policy: rules.PolicyFacts,
+        faq: Any = None,  # bot.faq.FaqIndex over the same knowledge, for questions the classifier was unsure of
+    ):
         self.kb = kb
+        self.faq = faq
         self.s = settings
         self.services = services
         self.parse = parse
@@ -354,6 +366,10 @@ class Conversation:
                 return self._topic(named.intent, {**self._inherited(named, state, said), **named.entities}, state)
         if understood.intent in MISSED and self._short_follow_up(said, understood, state):
             return self._follow_up(understood, state)
+        if understood.intent == "nlu_fallback":
+            rescued = self._rescued(said, understood)
+            if rescued is not None:
+                return self._topic(rescued, understood.entities, state)
         if understood.intent in MISSED:
             situation = understood.entities.get("work_region")
             if situation and WORK_CUE.search(said) and not state.misses:
@@ -370,10 +386,32 @@ class Conversation:
             if understood.intent == "ask_subsidy_general":
                 return self._topic(self._subsidy_entry_for(entities["work_region"]), entities, state)
             return self._topic(understood.intent, entities, state)
+        if understood.intent in SOCIAL and state.topic and len(said) > 8 and ASKING.search(said):
+            return self._follow_up(understood, state)  # "那再干一个月就够了吧 给多少" asks, it does not say goodbye
         if understood.intent in SOCIAL:
             reply = self._reply(understood.intent)
             return Turn([self._as_reply(reply, said)], replace(state, misses=0))
         return self._missed(said, understood, state)
+
+    def _rescued(self, said: str, understood: Understood) -> str | None:
+        """A question the classifier was unsure of: answered when the model's best topic guess and a keyword search
+        over the knowledge (BM25, bot.faq) agree, or the keyword match is very strong. Never for out-of-scope."""
+        stripped = GREETING_PREFIX.sub("", said).strip()
+        if stripped and stripped != said.strip():
+            parsed = self.parse(stripped)
+            if parsed is not None and parsed.intent in self.topic_intents and parsed.confidence >= TOPIC_CONFIDENCE:
+                return parsed.intent
+        if self.faq is None or "out_of_scope" in understood.ranking[:2]:
+            return None
+        hits = self.faq.search(said, limit=2)
+        if not hits or hits[0].score < 12 or (len(hits) > 1 and hits[1].score > 0.7 * hits[0].score):
+            return None
+        entry = self.kb.entries.get(hits[0].entry_id)
+        if entry is None or not entry.is_topic:
+            return None
+        if entry.intent in understood.ranking[:4] or hits[0].score >= 18:
+            return entry.intent
+        return None
 
     def _inherited(self, understood: Understood, state: State, said: str) -> Dict[str, str]:
         """A short question without a place inherits the last place ("给多少钱" after "在县城干了半年了")."""
@@ -441,6 +479,9 @@ class Conversation:
     def _follow_up(self, understood: Understood, state: State) -> Turn:
         entities = dict(understood.entities)
         current = self.kb.entries.get(state.topic or "")
+        if current is not None and entities and not any(kind in current.variants for kind in entities):
+            if not WORK_CUE.search(understood.text):  # "宋家沟移民新村呢" after the settlements: the same topic
+                return self._topic(current.intent, {}, state)
         if current is not None and not entities:
             for kind in CONTEXT_ENTITIES:
                 value = getattr(state, kind)
@@ -610,6 +651,8 @@ class Conversation:
             return self._topic(self.kb.entries[state.topic].intent, parsed.entities, state)
         if parsed.entities:
             return self._topic("follow_up", parsed.entities, state)
+        if parsed.intent not in MISSED and parsed is not understood:
+            return self._answer(corrected, parsed, replace(state, topic=None))
         text = "不好意思，我理解错了。您想问的是哪一项？点下面的按钮，或者再说一遍。"
         return Turn([Reply(text, self._buttons(["交通补贴", "就业奖补", "上学划片", "医保", "两地权益"]))], state)
 
