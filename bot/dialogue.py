@@ -92,7 +92,8 @@ ASKING = re.compile(
     r"多久|多长|多少|钱|咋|怎么|怎样|能不能|能|吗|呢|啥|什么|哪|几|够不够|行不行|有没有|没$|不$|没有$|报不报|给不给"
 )
 HUMAN = re.compile(
-    r"转人工|人工客服|人工服务|找(?:个|你们的)?工作人员|要(?:找)?真人|真人(?:客服|来)|跟真人|转过去|接人工"
+    r"转人工|人工客服|人工服务|找(?:个|你们的)?工作人员|要(?:找)?真人|真人(?:客服|来)|跟真人|转过去|接人工|"
+    r"(?:叫|来|派)个人(?:来)?帮"
 )
 CONDITION = re.compile(r"干(?:够|满|了)?多久|要干|满多久|够多久|干几个月|几个月才")
 FOLLOW_UP_WRAP = re.compile(
@@ -103,9 +104,21 @@ JOINED_HAN = re.compile(r"(?<=^[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff]{1,2}(?:$|[\
 GREETING_PREFIX = re.compile(
     r"^(?:喂+|你好|您好|哎+|那个|请问|我想问问|我想问一下|俺想问问|问一下|打听一下|同志)+[，,。\s]*"
 )
+REGION_LITERALS = ((r"省外|外省|出省", "省外"), (r"省内|县外|外县|省城", "县外省内"), (r"县内|县里|县城|本县", "县内"))
+FOLLOW_ASK = re.compile(
+    r"多少|钱|给|领|咋办|怎么办|多久|能不能|够不够|行不行|报不报|给不给|有没有|能领|能报|呢$|不$|没$"
+)
 SELF_WORDS = re.compile(r"^(?:我|俺|额|咱|偶)")
 CLAUSE_BREAK = re.compile(r"[，,。！!？?；;\s]+|还有|另外|再问一下|再问问|顺便问一下|顺便问问|顺便问")
 REGION_WORDS = {"县内": "在县里", "县外省内": "在省内县外", "省外": "在省外"}
+
+
+def region_named(text: str) -> Dict[str, str]:
+    """A work region named by its own word ("省外的给多少"), when the place resolver found no place."""
+    for pattern, region in REGION_LITERALS:
+        if re.search(pattern, text or ""):
+            return {"work_region": region}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -335,7 +348,8 @@ class Conversation:
     # ------------------------------------------------------------------ answering
 
     def _answer(self, said: str, understood: Understood, state: State) -> Turn:
-        if understood.intent == "chitchat" and not HUMAN.search(said):
+        asks_procedure = bool(state.topic) and self._asks_procedure(said)
+        if understood.intent == "chitchat" and not HUMAN.search(said) and not asks_procedure:
             response = understood.chitchat or "utter_chitchat/ask_name"
             return Turn([Reply(response=response)], replace(state, misses=0))
         correction = self._correction(said) if (state.topic or state.work_region or NOT_X_BUT_Y.search(said)) else None
@@ -343,7 +357,7 @@ class Conversation:
             return self._corrected(correction, understood, state)
         if understood.intent == "request_human" or HUMAN.search(said):
             return self._hand_off(state)
-        if understood.intent in SOCIAL and understood.confidence >= 0.8 and len(said) <= 8:
+        if understood.intent in SOCIAL and understood.confidence >= 0.8 and len(said) <= 8 and not ASKING.search(said):
             return Turn([self._as_reply(self._reply(understood.intent), said)], replace(state, misses=0))
         multi = self._several(said, understood, state)
         if multi is not None:
@@ -358,9 +372,15 @@ class Conversation:
                 return self._start_identity_check(said, state)
         if state.topic and self._asks_procedure(said) and not self._is_new_topic(understood, state):
             return self._procedure(said, state)
-        if state.topic and PERSON_WORDS.search(said) and not self._is_new_topic(understood, state):
+        if (
+            state.topic
+            and PERSON_WORDS.search(said)
+            and understood.intent != "out_of_scope"
+            and not self._is_new_topic(understood, state)
+        ):
             return self._about_someone_else(said, understood, state)
-        if understood.intent == "follow_up" or understood.intent in MISSED:
+        wrapped = FOLLOW_UP_WRAP.search(said) and state.topic
+        if understood.intent == "follow_up" or understood.intent in MISSED or wrapped:
             named = self._named_topic(said, understood)
             if named is not None:
                 return self._topic(named.intent, {**self._inherited(named, state, said), **named.entities}, state)
@@ -464,6 +484,8 @@ class Conversation:
         """ "给多少钱" / "那省内呢" right after an answer: too short to be a new question of its own."""
         if not state.topic or len(said) > 8 or not ASKING.search(said):
             return False
+        if understood.intent in MISSED and not FOLLOW_ASK.search(said):
+            return False  # "明天会下雨吗" is short and asks, but not about the topic
         if understood.entities and not self._is_new_topic(understood, state):
             return True
         return understood.intent in ("ask_subsidy_general", "ask_household") or understood.confidence < 0.7
@@ -474,12 +496,18 @@ class Conversation:
         new_state = replace(state, misses=0, **self._context(entities))
         if entry.is_topic:
             new_state = replace(new_state, topic=entry.id)
-        return Turn([self._as_reply(reply, said)], new_state)
+        out = self._as_reply(reply, said)
+        if entry.id == GENERAL_ENTRY_FOR_SECTION["subsidies"] and not state.verified_household:
+            text = out.text + "\n想查您自己家能领什么，点“查我家的情况”。"
+            out = Reply(text, (("查我家的情况", "查我家的情况"),) + out.buttons)
+        return Turn([out], new_state)
 
     def _follow_up(self, understood: Understood, state: State) -> Turn:
-        entities = dict(understood.entities)
+        entities = dict(understood.entities) or region_named(understood.text)
         current = self.kb.entries.get(state.topic or "")
-        if current is not None and entities and not any(kind in current.variants for kind in entities):
+        if current is not None and current.id == "subsidy_menu" and "work_region" in entities:
+            return self._topic(self._subsidy_entry_for(entities["work_region"]), entities, state)
+        if current is not None and set(entities) == {"work_region"} and "work_region" not in current.variants:
             if not WORK_CUE.search(understood.text):  # "宋家沟移民新村呢" after the settlements: the same topic
                 return self._topic(current.intent, {}, state)
         if current is not None and not entities:
@@ -677,6 +705,9 @@ class Conversation:
                 topics.append(p)
         people = list(dict.fromkeys(situations))
         asked = list(dict.fromkeys((t.intent, tuple(sorted(t.entities.items()))) for t in topics))
+        if len(asked) == 1 and not people and understood.intent in (*MISSED, "follow_up", *SOCIAL):
+            intent, entities = asked[0]
+            return self._topic(intent, dict(entities), state)
         if len(asked) < 2 and len(people) < 2:
             if len(people) == 1 and CORRECTION_MARK.search(said):
                 who, region = people[0]

@@ -19,6 +19,10 @@ _MEASURES = r"个月|个|月|年|元|块|岁|人|户|口|天|周|星期|次(?!�
 _QUANTITY = re.compile(rf"[{_NUMERAL}]+(?=(?:{_MEASURES}))")
 # a numeral counts only with a digit or 十 in it: a lone 万 / 千 / 百 is a word ("多少万元", "李万年")
 _HAS_DIGIT = re.compile("[零〇一二两三四五六七八九十]")
+# an amount said without a measure word: "给三百不", "八百五" (hundreds and thousands only: 十 alone is too common)
+_AMOUNT = re.compile(
+    "[一二两三四五六七八九][百千](?:[零〇一二两三四五六七八九][十百]?)*(?:[零〇一二两三四五六七八九])?"
+)
 # a single numeral right after a surname that starts the message or follows 叫/是/户主 is part of a name (王三元)
 _NAME_START = re.compile(r"(?:^|[\s，,。:：;；、]|叫|是|户主|名字)$")
 # pictographs, dingbats, flags, variation selectors, zero-width joiners and keycaps
@@ -115,6 +119,7 @@ class TextNormalizer:
         if self.numerals:
             text = norm.text
             norm = _substitute(norm, _QUANTITY, lambda m: _quantity(text, m))
+            norm = _substitute(norm, _AMOUNT, lambda m: _numeral_to_digits(m.group(0)))
         return norm
 
     def __call__(self, text: str) -> str:

@@ -31,6 +31,11 @@ def unavailable_text(settings) -> str:
     return f"抱歉，助手暂时忙不过来，请稍后再试。着急的话请联系{contact}。"
 
 
+def no_answer_text(settings) -> str:
+    contact = settings.contact_placeholders()["contact"]
+    return f"抱歉，这一句我这边没能回答上来，请换个说法再问一次。着急的话请联系{contact}。"
+
+
 # ---------------------------------------------------------------- pages
 
 
@@ -79,6 +84,10 @@ async def api_chat(request: web.Request) -> web.Response:
         logger.warning("Rasa unavailable for a %s message: %s", channel, e)
         text = unavailable_text(request.app[keys.SETTINGS])
         return json_response([{"recipient_id": sender, "text": text}], status=503)
+    if not any(isinstance(r, dict) and r.get("text") for r in replies):
+        # Rasa answered nothing (an action failed, the action server is down): the resident still gets words
+        logger.warning("Rasa returned no text for a %s message", channel)
+        replies = [*replies, {"recipient_id": sender, "text": no_answer_text(request.app[keys.SETTINGS])}]
     return json_response(replies)
 
 

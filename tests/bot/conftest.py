@@ -24,6 +24,7 @@ class Upstream:
     def __init__(self):
         self.requests = []
         self.delay = 0.0
+        self.silent = False  # answer [] as Rasa does when an action fails
         self.app = web.Application()
         self.app.router.add_post("/webhooks/rest/webhook", self.webhook)
         self.app.router.add_get("/", self.root)
@@ -33,6 +34,8 @@ class Upstream:
         body = await request.json()
         self.requests.append(body)
         await asyncio.sleep(self.delay)
+        if self.silent:
+            return web.json_response([])
         return web.json_response(
             [
                 {

@@ -102,3 +102,12 @@ async def test_pages(client):
         response = await client.get(URL(raw, encoded=True))
         assert response.status in (403, 404), raw
         assert "init_app" not in await response.text()
+
+
+async def test_an_empty_answer_from_rasa_still_gives_the_resident_words(client, upstream):
+    upstream.silent = True
+    response = await client.post("/api/chat", json={"sender": "s-empty", "message": "敬老院咋申请"})
+    assert response.status == 200
+    replies = await response.json()
+    assert [r for r in replies if r.get("text")], replies
+    assert "换个说法" in replies[-1]["text"] and replies[-1]["recipient_id"] == "s-empty"
