@@ -106,7 +106,7 @@ GREETING_PREFIX = re.compile(
 )
 REGION_LITERALS = ((r"省外|外省|出省", "省外"), (r"省内|县外|外县|省城", "县外省内"), (r"县内|县里|县城|本县", "县内"))
 FOLLOW_ASK = re.compile(
-    r"多少|钱|给|领|咋办|怎么办|多久|能不能|够不够|行不行|报不报|给不给|有没有|能领|能报|呢$|不$|没$"
+    r"多少|钱|给|领|咋办|怎么办|咋整|咋弄|怎么弄|怎么整|多久|能不能|够不够|行不行|报不报|给不给|有没有|能领|能报|呢$|不$|没$"
 )
 SELF_WORDS = re.compile(r"^(?:我|俺|额|咱|偶)")
 CLAUSE_BREAK = re.compile(r"[，,。！!？?；;\s]+|还有|另外|再问一下|再问问|顺便问一下|顺便问问|顺便问")
@@ -348,6 +348,8 @@ class Conversation:
     # ------------------------------------------------------------------ answering
 
     def _answer(self, said: str, understood: Understood, state: State) -> Turn:
+        if understood.confidence < 0.7 and understood.ranking[1:2] == ("out_of_scope",):
+            understood = replace(understood, intent="out_of_scope")  # unsure, and the runner-up is out of scope
         asks_procedure = bool(state.topic) and self._asks_procedure(said)
         if understood.intent == "chitchat" and not HUMAN.search(said) and not asks_procedure:
             response = understood.chitchat or "utter_chitchat/ask_name"
@@ -364,7 +366,7 @@ class Conversation:
             return multi
         if self._about_household(said, understood, state):
             return self._household_question(said, understood, state)
-        if understood.intent == "ask_household":
+        if understood.intent == "ask_household" and not self._short_follow_up(said, understood, state):
             return self._general_for_household_question(said, state)
         if understood.intent == "inform":
             answer = parse_identity_answer(said)
@@ -563,10 +565,10 @@ class Conversation:
         entry_id = GENERAL_ENTRY_FOR_SECTION.get(sections[0], "subsidy_menu") if len(sections) == 1 else "menu"
         turn = self._topic(self.kb.entries[entry_id].intent, {}, state, said)
         first = turn.replies[0]
-        buttons = (("查我家的情况", "查我家的情况"),) + first.buttons
-        turn.replies[0] = replace(
-            first, text=first.text + "\n想查您自己家能领什么，点“查我家的情况”。", buttons=buttons
-        )
+        if "查我家的情况" not in first.text:  # the subsidy list carries it already
+            buttons = (("查我家的情况", "查我家的情况"),) + first.buttons
+            text = first.text + "\n想查您自己家的情况，点“查我家的情况”。"
+            turn.replies[0] = replace(first, text=text, buttons=buttons)
         return turn
 
     def _missed(self, said: str, understood: Understood, state: State) -> Turn:
