@@ -19,6 +19,7 @@ from bot.knowledge import Knowledge
 from bot.settings import Settings
 
 MISSED = ("nlu_fallback", "out_of_scope")
+NOT_IN_SOURCE = "ask_not_in_source"  # near a topic, but the source says nothing about it
 SOCIAL = ("greet", "goodbye", "thank", "ask_menu")
 SUBSIDY_INTENTS = ("ask_subsidy_general", "ask_transport_subsidy", "ask_employment_award")
 CONTEXT_ENTITIES = ("work_region", "school_level")
@@ -108,6 +109,12 @@ REGION_LITERALS = ((r"省外|外省|出省", "省外"), (r"省内|县外|外县|
 FOLLOW_ASK = re.compile(
     r"多少|钱|给|领|咋办|怎么办|咋整|咋弄|怎么弄|怎么整|多久|能不能|够不够|行不行|报不报|给不给|有没有|能领|能报|呢$|不$|没$"
 )
+DETAILS = re.compile(r"详细说说|详细点|详细讲|具体说说|具体讲讲|展开说说|说详细|多说点|全部说说|都说说|再详细")
+ACKNOWLEDGED = re.compile(
+    r"^(?:好+|好的|好嘞|好哩|行|行了|中|嗯+|哦+|知道了|晓得了|明白了|懂了|收到|了解了)[，,。.!！\s]*"
+    r"(?:知道了|晓得了|明白了|懂了|收到了?|了解了|好的|行)?[。.!！\s]*$"
+)
+OUT_OF_SCOPE_WORDS = re.compile(r"运势|算命|算卦|彩票|星座|属相|股票|天气|下雨|下雪|气温|冷不冷|热不热|减肥")
 SELF_WORDS = re.compile(r"^(?:我|俺|额|咱|偶)")
 CLAUSE_BREAK = re.compile(r"[，,。！!？?；;\s]+|还有|另外|再问一下|再问问|顺便问一下|顺便问问|顺便问")
 REGION_WORDS = {"县内": "在县里", "县外省内": "在省内县外", "省外": "在省外"}
@@ -350,17 +357,30 @@ class Conversation:
     def _answer(self, said: str, understood: Understood, state: State) -> Turn:
         if understood.confidence < 0.7 and understood.ranking[1:2] == ("out_of_scope",):
             understood = replace(understood, intent="out_of_scope")  # unsure, and the runner-up is out of scope
+        if state.topic and DETAILS.search(said) and len(said) <= 12:
+            return self._topic(self.kb.entries[state.topic].intent, {}, state, said, detailed=True)
+        correction = self._correction(said) if (state.topic or state.work_region or NOT_X_BUT_Y.search(said)) else None
+        if correction is not None:
+            return self._corrected(correction, understood, state)
+        if OUT_OF_SCOPE_WORDS.search(said):
+            understood = replace(understood, intent="out_of_scope")
+        if ACKNOWLEDGED.match(said):
+            return Turn([Reply("好的。还有别的事，随时问我。", self._buttons(["能问什么"]))], replace(state, misses=0))
         asks_procedure = bool(state.topic) and self._asks_procedure(said)
         if understood.intent == "chitchat" and not HUMAN.search(said) and not asks_procedure:
             response = understood.chitchat or "utter_chitchat/ask_name"
             return Turn([Reply(response=response)], replace(state, misses=0))
-        correction = self._correction(said) if (state.topic or state.work_region or NOT_X_BUT_Y.search(said)) else None
-        if correction is not None:
-            return self._corrected(correction, understood, state)
+        if state.topic and self._asks_procedure(said) and len(said) <= 6 and not HUMAN.search(said):
+            return self._procedure(said, state)  # "找谁" / "去哪办" after an answer asks about that answer
         if understood.intent == "request_human" or HUMAN.search(said):
             return self._hand_off(state)
         if understood.intent in SOCIAL and understood.confidence >= 0.8 and len(said) <= 8 and not ASKING.search(said):
             return Turn([self._as_reply(self._reply(understood.intent), said)], replace(state, misses=0))
+        if understood.intent == NOT_IN_SOURCE and self.kb.for_intent(NOT_IN_SOURCE) is not None:
+            # next to a topic but outside the source: say so, name who to ask, and let staff see the demand
+            self.services.log_unanswered(said, "not_in_source", self._topic_guess(understood))
+            reply = self._as_reply(self._reply(NOT_IN_SOURCE), said)
+            return Turn([reply], replace(state, misses=0))
         multi = self._several(said, understood, state)
         if multi is not None:
             return multi
@@ -382,7 +402,7 @@ class Conversation:
         ):
             return self._about_someone_else(said, understood, state)
         wrapped = FOLLOW_UP_WRAP.search(said) and state.topic
-        if understood.intent == "follow_up" or understood.intent in MISSED or wrapped:
+        if understood.intent != "out_of_scope" and (understood.intent in ("follow_up", "nlu_fallback") or wrapped):
             named = self._named_topic(said, understood)
             if named is not None:
                 return self._topic(named.intent, {**self._inherited(named, state, said), **named.entities}, state)
@@ -492,8 +512,12 @@ class Conversation:
             return True
         return understood.intent in ("ask_subsidy_general", "ask_household") or understood.confidence < 0.7
 
-    def _topic(self, intent: str, entities: Mapping[str, str], state: State, said: str = "") -> Turn:
-        reply = self.kb.reply(intent, entities, state.topic, self.placeholders)
+    def _topic(
+        self, intent: str, entities: Mapping[str, str], state: State, said: str = "", detailed: bool = False
+    ) -> Turn:
+        again = self.kb.for_intent(intent) is not None and self.kb.for_intent(intent).id == state.topic
+        # the first answer is short; asking about the same topic again gets the whole of it
+        reply = self.kb.reply(intent, entities, state.topic, self.placeholders, detailed=detailed or again)
         entry = self.kb.entries[reply.entry_id]
         new_state = replace(state, misses=0, **self._context(entities))
         if entry.is_topic:
@@ -601,10 +625,12 @@ class Conversation:
     # ------------------------------------------------------------------ households
 
     def _about_household(self, said: str, understood: Understood, state: State) -> bool:
+        if said.startswith("/ask_household"):  # the kiosk's and the menu's "查我家能领什么" button
+            return True
         if HOUSEHOLD_CUE.search(said):
             return (
                 understood.intent in ("ask_household", "inform", "follow_up")
-                or understood.intent in HOUSEHOLD_SECTION
+                or (understood.intent in HOUSEHOLD_SECTION and understood.intent != "ask_migration_rights")
                 or understood.intent in MISSED
             )
         if state.verified_household and state.household_topics:
@@ -729,14 +755,14 @@ class Conversation:
                 for who, region in people:
                     entry_id = self._subsidy_entry_for(region)
                     body, source = self._split_source(
-                        self.kb.reply(entry_id, {"work_region": region}, None, self.placeholders).text
+                        self.kb.reply(entry_id, {"work_region": region}, None, self.placeholders, detailed=False).text
                     )
                     texts.append(f"【{who}{REGION_WORDS.get(region, region)}干活】\n{body}")
                     sources.append(source)
                     new_state = replace(new_state, topic=self.kb.for_intent(entry_id).id, work_region=region)
                 continue
             clause_entities = dict(entities)
-            reply = self.kb.reply(intent, clause_entities, state.topic, self.placeholders)
+            reply = self.kb.reply(intent, clause_entities, state.topic, self.placeholders, detailed=False)
             body, source = self._split_source(reply.text)
             texts.append(f"【{self.kb.entries[reply.entry_id].title}】\n{body}")
             sources.append(source)

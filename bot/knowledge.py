@@ -17,6 +17,7 @@ from bot import settings as settings_module
 
 logger = logging.getLogger(__name__)
 
+DETAILS = "详细说说"  # the button (and the words) that ask for an entry's whole answer after its short form
 # which entry answers a follow-up that names only an entity ("那幼儿园呢") when the topic in context has no such variant
 DEFAULT_ENTRY_FOR_ENTITY = {"work_region": "transport_subsidy", "school_level": "school"}
 
@@ -41,6 +42,7 @@ class Entry:
     title: str
     answer: str
     variants: Mapping[str, Mapping[str, str]]
+    short: str  # the first reply: a few plain lines; `answer` is the whole of it ("详细说说")
     facts: Mapping[str, Any]
     buttons: List[Any]
     source: Mapping[str, Any] | None
@@ -87,6 +89,7 @@ class Knowledge:
                 title=raw["title"],
                 answer=raw["answer"].strip(),
                 variants=raw.get("variants") or {},
+                short=str(raw.get("short") or "").strip(),
                 facts=raw.get("facts") or {},
                 buttons=list(raw.get("buttons") or []),
                 source=source,
@@ -102,8 +105,10 @@ class Knowledge:
         entities: Mapping[str, str],
         topic: str | None,
         placeholders: Mapping[str, str],
+        detailed: bool = True,
     ) -> Reply:
-        """What to say for an intent, given the entities of the message and the topic of the last answer."""
+        """What to say for an intent, given the entities of the message and the topic of the last answer. Not
+        `detailed`: the entry's `short` form first, with a 详细说说 button for the whole answer."""
         entry = self.for_intent(intent)
         if intent == "follow_up":
             entry = self._follow_up_entry(entities, topic) or entry
@@ -111,16 +116,22 @@ class Knowledge:
             entry = self.for_intent("nlu_fallback")
         assert entry is not None, "answers.yml must have an entry for nlu_fallback"
         text = entry.answer
+        more = False
+        if not detailed and entry.short:
+            text, more = entry.short, True
         for kind, value in entities.items():
             variant = entry.variants.get(kind, {}).get(value)
             if variant:
-                text = variant.strip()
+                text, more = variant.strip(), False
                 break
         text = text.format_map(_Placeholders(placeholders))
         if entry.source:
             source = self.sources[entry.source["id"]]
             text += f"\n（依据：{source['short']}）"
-        return Reply(entry.id, text, [self._button(b) for b in entry.buttons])
+        buttons = [self._button(b) for b in entry.buttons]
+        if more:
+            buttons.insert(0, Button(DETAILS, DETAILS))
+        return Reply(entry.id, text, buttons)
 
     def _follow_up_entry(self, entities: Mapping[str, str], topic: str | None) -> Entry | None:
         current = self.entries.get(topic or "")

@@ -121,7 +121,7 @@ class Unanswered(Base):
     channel = Column(String(32), nullable=False)
     conversation_id = Column(String(128), nullable=False)
     text = Column(Text, nullable=False)  # masked
-    kind = Column(String(16), nullable=False)  # nlu_fallback / out_of_scope
+    kind = Column(String(16), nullable=False)  # nlu_fallback / out_of_scope / not_in_source
     topic = Column(String(64), nullable=False, default="")  # the model's best policy guess, for the weekly chart
     handled = Column(Boolean, nullable=False, default=False)
 

@@ -148,6 +148,14 @@ def test_kiosk_verify_with_keypad_and_idle_reset(gateway, page):
     assert "张三家" in answer and "125447" not in page.inner_text("body")
     assert page.locator(".speak").count() >= 1  # read aloud, per answer
     assert_age_friendly(page)
+    # after an answer the topics are one touch away, and a topic asked from there is answered
+    assert page.is_visible("#more-topics") and not page.is_visible("#topics")
+    page.click("#more-topics")
+    assert page.is_visible("#topics")
+    answered = len(bot_texts(page))
+    page.click("#topics >> text=养老服务")
+    wait_for_bot_count(page, answered + 1)
+    assert "敬老院" in bot_texts(page)[-1] and page.is_visible("#more-topics")
     page.screenshot(path=str(SHOTS / "kiosk-answer.png"))
     # left alone, the kiosk forgets everything (idle timer: 4 s in this test, 90 s by default)
     page.wait_for_function("document.querySelectorAll('.from-bot').length === 0", timeout=15_000)

@@ -49,7 +49,8 @@ def test_login_search_household_and_answer_a_handoff(gateway, staff_user):
         resident = browser.new_context(viewport=PHONE, locale="zh-CN").new_page()
         resident.goto(gateway.url + "/")
         resident.wait_for_selector(".from-bot .text")
-        resident.fill("#input", "转人工")
+        tag = f"居民{uuid.uuid4().hex[:6]}"  # other tests leave tickets too: this one is found by its own words
+        resident.fill("#input", f"转人工 我是{tag}")
         resident.click(".send")
         resident.wait_for_function("document.querySelectorAll('.from-bot .text').length >= 2")
         assert "工作人员会在这里直接回复您" in resident.locator(".from-bot .text").last.inner_text()
@@ -75,7 +76,7 @@ def test_login_search_household_and_answer_a_handoff(gateway, staff_user):
         staff.screenshot(path=str(SHOTS / "staff-household.png"), full_page=True)
 
         staff.goto(gateway.url + "/staff/tickets")
-        ticket = staff.locator(".ticket").filter(has_text="转人工").last
+        ticket = staff.locator(".ticket").filter(has_text=tag).first
         ticket.locator("input[name=text]").fill("您好，我是社区小王，请说说您的事")
         ticket.locator("button", has_text="发送").click()
         staff.wait_for_selector("text=已发送")

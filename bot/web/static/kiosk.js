@@ -4,6 +4,7 @@
 (function () {
   const idleSeconds = Number(document.body.dataset.idleSeconds) || 90;
   const topics = document.getElementById("topics");
+  const moreTopics = document.getElementById("more-topics");  // the topics stay one touch away after an answer
   const keypad = document.getElementById("keypad");
   const codeBox = document.getElementById("code");
   const ok = document.getElementById("code-ok");
@@ -23,15 +24,22 @@
       const asking = replies.some((r) => (r.text || "").includes("最后6位"));
       keypad.hidden = !asking;
       code = ""; showCode();
+      moreTopics.hidden = false;
     },
   });
 
   function start() {
     topics.hidden = false;
+    moreTopics.hidden = true;
     keypad.hidden = true;
     code = ""; showCode();
   }
 
+  moreTopics.addEventListener("click", () => {
+    topics.hidden = false;
+    moreTopics.hidden = true;
+    topics.scrollIntoView({ behavior: "smooth", block: "start" });
+  });
   document.querySelectorAll("#topics button").forEach((button) => {
     button.addEventListener("click", () => {
       topics.hidden = true;
