@@ -79,6 +79,7 @@ class VerificationLock(Base):
     key = Column(String(200), primary_key=True)  # "conversation:<id>" or "household:<id>"
     failures = Column(Integer, nullable=False, default=0)
     locked_until = Column(DateTime, nullable=True)
+    lock_count = Column(Integer, nullable=False, default=0, server_default="0")  # locks so far: each lasts longer
     updated_at = Column(DateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
 

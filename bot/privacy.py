@@ -11,14 +11,17 @@ _ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Z
 _PHONE_IN_TEXT = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 # what a resident types to verify: the last 6 characters of an ID number, alone or among other words
 VERIFICATION_CODE = re.compile(r"(?<![0-9A-Za-z])\d{5}[\dXx](?![0-9A-Za-z])")
+# the same, but not the region part of an ID number that is already masked (140929************)
+_CODE_NOT_MASKED_ID = re.compile(r"(?<![0-9A-Za-z])\d{5}[\dXx](?![0-9A-Za-z*])")
 
 
 def mask_id(value: str) -> str:
-    """1409xxxxxxxxxx042X → 1409**********042X: the region's first 4 and the last 4 stay, nothing else."""
+    """140929xxxxxxxxxxxx → 140929************: only the region part (the first 6) stays. Nothing of the birth date,
+    and none of the last 6 characters residents verify with, is ever shown."""
     value = (value or "").strip()
-    if len(value) <= 8:
+    if len(value) <= 12:
         return "*" * len(value)
-    return value[:4] + "*" * (len(value) - 8) + value[-4:]
+    return value[:6] + "*" * (len(value) - 6)
 
 
 def mask_phone(value: str) -> str:
@@ -35,7 +38,7 @@ def mask_text(text: str) -> str:
         return text
     text = _ID_IN_TEXT.sub(lambda m: mask_id(m.group(0)), text)
     text = _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
-    return VERIFICATION_CODE.sub("******", text)
+    return _CODE_NOT_MASKED_ID.sub("******", text)
 
 
 class MaskingFilter(logging.Filter):

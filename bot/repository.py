@@ -40,6 +40,14 @@ def lock_of(session: Session, keys: Iterable[str], now: dt.datetime | None = Non
     return max(active) if active else None
 
 
+MAX_LOCK_MINUTES = 24 * 60
+
+
+def lock_minutes_for(lock_count: int, lock_minutes: int) -> int:
+    """The first lock lasts `lock_minutes`; each further lock of the same key twice as long, up to a day."""
+    return min(MAX_LOCK_MINUTES, lock_minutes * 2 ** max(0, lock_count - 1))
+
+
 def verify_head(
     session: Session,
     conversation_id: str,
@@ -52,40 +60,55 @@ def verify_head(
     """Checks the head's name and the last 6 characters of the head's ID number.
 
     A wrong answer counts against the conversation and every household whose head has that name; `max_failures` in a
-    row lock them for `lock_minutes`. A success resets both counts. The result never tells whether the name exists."""
+    row lock them, for `lock_minutes` the first time and twice as long each time after. A success resets the counts.
+    The result never tells whether the name exists, nor whether that household is locked: a new conversation trying a
+    locked household hears the same "wrong" as for an unknown name (and the code is not even compared)."""
     now = now or utcnow()
     name = head_name.strip()
     suffix = id_suffix.strip().upper()
-    candidates = session.scalars(select(Household).where(Household.head_name == name)).all()
-    keys = [conversation_key(conversation_id)] + [household_key(h.id) for h in candidates]
-    locked = lock_of(session, keys, now)
+    conversation = conversation_key(conversation_id)
+    locked = lock_of(session, [conversation], now)
     if locked:
         return VerificationResult(None, locked, 0)
+    candidates = session.scalars(select(Household).where(Household.head_name == name)).all()
+    open_candidates = [h for h in candidates if lock_of(session, [household_key(h.id)], now) is None]
     # compare every candidate in constant time, so timing does not tell how many share the name
     match = None
-    for household in candidates:
+    for household in open_candidates:
         if hmac.compare_digest(household.head_id_number[-6:].upper().encode(), suffix.encode()) and match is None:
             match = household
     if match is not None:
-        for key in (conversation_key(conversation_id), household_key(match.id)):
+        for key in (conversation, household_key(match.id)):
             lock = session.get(VerificationLock, key)
             if lock is not None:
-                lock.failures, lock.locked_until = 0, None
+                lock.failures, lock.locked_until, lock.lock_count = 0, None, 0
         return VerificationResult(match.id, None, max_failures)
     failures = 0
-    for key in keys:
-        lock = session.get(VerificationLock, key) or VerificationLock(key=key, failures=0)
+    for key in [conversation] + [household_key(h.id) for h in open_candidates]:
+        lock = session.get(VerificationLock, key) or VerificationLock(key=key, failures=0, lock_count=0)
         session.add(lock)
         if lock.locked_until and lock.locked_until <= now:
             lock.failures, lock.locked_until = 0, None  # an expired lock starts a new count
-        lock.failures += 1
+        lock.failures = (lock.failures or 0) + 1
         if lock.failures >= max_failures:
-            lock.locked_until = now + dt.timedelta(minutes=lock_minutes)
-        if key == conversation_key(conversation_id):
+            lock.lock_count = (lock.lock_count or 0) + 1
+            lock.locked_until = now + dt.timedelta(minutes=lock_minutes_for(lock.lock_count, lock_minutes))
+        if key == conversation:
             failures = lock.failures
     session.flush()
-    locked = lock_of(session, [conversation_key(conversation_id)], now)
+    locked = lock_of(session, [conversation], now)
     return VerificationResult(None, locked, max(0, max_failures - failures))
+
+
+def repeatedly_locked(session: Session, at_least: int = 2) -> List[VerificationLock]:
+    """Households locked again and again: someone may be guessing. The staff console lists them."""
+    return list(
+        session.scalars(
+            select(VerificationLock)
+            .where(VerificationLock.key.like("household:%"), VerificationLock.lock_count >= at_least)
+            .order_by(VerificationLock.lock_count.desc())
+        )
+    )
 
 
 def household_with_members(session: Session, household_id: str) -> Household | None:

@@ -207,7 +207,17 @@ def _household_row(h) -> Dict[str, str]:
 async def households(request: web.Request) -> web.Response:
     q = request.query.get("q", "").strip()[:64]
     results = await run_db(lambda session: [_household_row(h) for h in repository.find_households(session, q)])
-    return render(request, "households.html", title="查住户", q=q, results=results)
+    locked = await run_db(
+        lambda session: [
+            {
+                "household_id": lock.key.split(":", 1)[1],
+                "lock_count": lock.lock_count,
+                "locked_until": lock.locked_until.strftime("%Y-%m-%d %H:%M") if lock.locked_until else "",
+            }
+            for lock in repository.repeatedly_locked(session)
+        ]
+    )
+    return render(request, "households.html", title="查住户", q=q, results=results, locked=locked)
 
 
 async def household(request: web.Request) -> web.Response:

@@ -60,11 +60,11 @@ def test_wrong_check_digit():
 
 
 def test_masks():
-    assert mask_id("14092919580307042X") == "1409**********042X"
+    assert mask_id("14092919580307042X") == "140929************"
     assert mask_phone("13812345678") == "138****5678"
     text = mask_text("户主14092919580307042X，电话13812345678，后六位07042x")
     assert "14092919580307042X" not in text and "13812345678" not in text and "07042x" not in text
-    assert "1409**********042X" in text and "138****5678" in text
+    assert "140929************" in text and "138****5678" in text
 
 
 def test_log_records_are_masked(caplog):
@@ -73,7 +73,7 @@ def test_log_records_are_masked(caplog):
     with caplog.at_level(logging.INFO):
         logger.info("verifying %s with %s", "14092919580307042X", "07042X")
     assert "14092919580307042X" not in caplog.text and "07042X" not in caplog.text
-    assert "1409**********042X" in caplog.text
+    assert "140929************" in caplog.text
 
 
 # --- the answer a resident gives to prove who they are ---
@@ -391,3 +391,11 @@ def test_a_name_and_a_code_in_any_order_come_back_exactly(name, code, template, 
     }[style]
     text = template.format(name=name, code=written)
     assert parse_identity_answer(text) == IdentityAnswer(name, code, full_id_given=False), text
+
+
+@pytest.mark.parametrize("number", ["14092919580307042X", "140929197805125447", "110101199003077578"])
+def test_a_masked_id_shows_none_of_the_characters_residents_verify_with(number):
+    masked = mask_id(number)
+    assert masked[-6:] == "******" and masked[6:14] == "********"  # no birth date, no verification code
+    assert masked[:6] == number[:6] and len(masked) == 18
+    assert number[-6:] not in mask_text(f"身份证{number}")
