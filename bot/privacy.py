@@ -32,13 +32,72 @@ def mask_phone(value: str) -> str:
     return value[:3] + "*" * (len(value) - 7) + value[-4:]
 
 
+# digits as people type them: with spaces, dashes or dots between, full-width, a +86 in front of a phone number
+_SPACED_RUN = re.compile(r"(?:\+?86[\s\-.]{0,2})?[0-9０-９](?:[\s\-.·]{0,2}[0-9０-９XxＸｘ])+")
+# JSON logs write 证 as \u8bc1: its hex digits must not glue onto the number that follows
+_ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}")
+
+
+_ASCII_WORD = frozenset("0123456789abcdefghijklmnopqrstvwxyzABCDEFGHIJKLMNOPQRSTVWXYZ")  # u/U: escapes, see above
+
+
+def _digits(run: str) -> str:
+    out = []
+    for ch in run:
+        if ch in "XxＸｘ":
+            out.append("X")
+        elif ch.isdigit():
+            out.append(str(int(ch)))
+    return "".join(out)
+
+
+def _mask_run(run: str) -> str | None:
+    """The masked form of a run of digits typed with separators, if it is an ID, a phone or a code; else None."""
+    digits = _digits(run)
+    if run.lstrip().startswith(("+86", "86")) and len(digits) == 13 and digits[2] == "1":
+        return "+86 " + mask_phone(digits[2:])
+    if len(digits) == 18 and digits[:17].isdigit():
+        return mask_id(digits)
+    if len(digits) == 11 and digits[0] == "1" and digits[1] in "3456789" and digits.isdigit():
+        return mask_phone(digits)
+    if len(digits) == 6 and digits[:5].isdigit():
+        return "******"
+    return None
+
+
 def mask_text(text: str) -> str:
-    """Masks every ID number, mobile number and 6-character verification code in free text."""
+    """Masks every ID number, mobile number and 6-character verification code in free text, however it is typed:
+    the numbers are found on a shadow of the text where escapes like \\u8bc1 count as letters, and digits typed
+    with spaces, dashes or dots between them count as one number."""
     if not text:
         return text
-    text = _ID_IN_TEXT.sub(lambda m: mask_id(m.group(0)), text)
-    text = _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
-    return _CODE_NOT_MASKED_ID.sub("******", text)
+    shadow = _ESCAPE.sub(lambda m: "u" * len(m.group(0)), text)
+    out, pos = [], 0
+    for m in _SPACED_RUN.finditer(shadow):
+        start, end = m.span()
+        if start and shadow[start - 1] in _ASCII_WORD:
+            continue  # inside a longer word or number: left to the plain patterns below
+        if end < len(shadow) and (shadow[end] in _ASCII_WORD or shadow[end] == "*"):
+            continue  # ... or the region part of an ID number already masked
+        masked = _mask_run(text[start:end]) if _SPACED_RUN.fullmatch(text[start:end]) else None
+        if masked is None:
+            continue
+        out.append(text[pos:start] + masked)
+        pos = end
+    text = "".join(out) + text[pos:]
+    shadow = _ESCAPE.sub(lambda m: "u" * len(m.group(0)), text)
+
+    def on_shadow(pattern: re.Pattern, replace, value: str) -> str:
+        shade = _ESCAPE.sub(lambda m: "u" * len(m.group(0)), value)
+        pieces, at = [], 0
+        for m in pattern.finditer(shade):
+            pieces.append(value[at : m.start()] + replace(value[m.start() : m.end()]))
+            at = m.end()
+        return "".join(pieces) + value[at:]
+
+    text = on_shadow(_ID_IN_TEXT, mask_id, text)
+    text = on_shadow(_PHONE_IN_TEXT, mask_phone, text)
+    return on_shadow(_CODE_NOT_MASKED_ID, lambda _: "******", text)
 
 
 class MaskingFilter(logging.Filter):

@@ -399,3 +399,41 @@ def test_a_masked_id_shows_none_of_the_characters_residents_verify_with(number):
     assert masked[-6:] == "******" and masked[6:14] == "********"  # no birth date, no verification code
     assert masked[:6] == number[:6] and len(masked) == 18
     assert number[-6:] not in mask_text(f"身份证{number}")
+
+
+@pytest.mark.parametrize(
+    "typed, secret",
+    [
+        ("1409 2919 5803 0704 2X", "0704"),  # an ID number read out in groups
+        ("身份证 140929-19580307-042X", "19580307"),
+        ("电话139-1234-5678", "1234"),
+        ("+86 139 1234 5678", "1234"),
+        ("139.1234.5678", "1234"),
+        ("后六位08 56 27", "08 56 27"),
+        ("后六位 0 8 5 6 2 7", "0 8 5 6 2 7"),
+        ('{"text": "\\u8bc1110101199003077578"}', "199003077578"),  # Rasa's JSON log escapes 证 as \u8bc1
+        ('{"text": "\\u53f7125447"}', "125447"),
+        ("身份证１４０９２９１９５８０３０７０４２Ｘ", "１９５８０３０７"),  # full-width, as phones type them
+    ],
+)
+def test_numbers_typed_with_separators_escapes_or_full_width_are_masked(typed, secret):
+    masked = mask_text(typed)
+    assert secret not in masked, masked
+    assert mask_text(masked) == masked  # masking twice changes nothing
+
+
+@pytest.mark.parametrize(
+    "kept", ["2022年800元/人", "13810监测帮扶", "1603名搬迁劳动力", "67.19万元", "5口人 3个月", "12345"]
+)
+def test_ordinary_numbers_are_left_alone(kept):
+    assert mask_text(kept) == kept
+
+
+@given(
+    code=st.from_regex(r"\A[0-9]{5}[0-9X]\Z"),
+    separator=st.sampled_from(["", " ", "-", ".", "  "]),
+    before=st.sampled_from(["", "后六位", "张三 ", "户主李四，", '{"text": "\\u53f7']),
+)
+def test_a_code_is_masked_however_it_is_spaced(code, separator, before):
+    typed = before + separator.join([code[:2], code[2:4], code[4:]])
+    assert code not in mask_text(typed).replace(separator, "") if separator else code not in mask_text(typed)
