@@ -553,7 +553,7 @@ class Conversation:
         who = next((line.strip("· ") for line in answer.splitlines() if WHO_LINE.search(line)), "")
         text = (
             f"关于“{entry.title}”{wanted}，县里的报道没有写，我不能乱说。请问{contact}，"
-            f"他们会按您家的情况告诉您。{self.placeholders['hours_line']}"
+            f"按您家的情况问清楚，以他们的答复为准。{self.placeholders['hours_line']}"
         )
         if who and contact not in who:
             text += f"\n报道里写到的是：{who}"
@@ -573,7 +573,7 @@ class Conversation:
                 entry_id = self._subsidy_entry_for(state.work_region)
                 turn = self._topic(entry_id, {"work_region": state.work_region}, state)
                 if months and state.work_region == "县内":
-                    note = "按报道，县内就近就业要累计满3个月以上才能领就业奖补，不满3个月的干满了再申请。"
+                    note = "按报道，县内就近就业累计3个月以上、符合条件的，才能申请就业奖补；不满3个月的，干满了再问。"
                     turn.replies.insert(0, Reply(note))
                 return turn
         if "work_region" in entry.variants and "work_region" not in understood.entities:
@@ -666,7 +666,9 @@ class Conversation:
         household, facts = found
         only = household_answer.members_named(question, facts) if PERSON_WORDS.search(question) else []
         only = only or [m.name for m in facts.members if m.name and m.name in question]
-        text = household_answer.render(household, facts, self.policy, sections, self.s, only)
+        source = self.kb.sources.get("kelan-2022")
+        source_line = f"（依据：{source['short']}）" if source else ""
+        text = household_answer.render(household, facts, self.policy, sections, self.s, only, source_line=source_line)
         buttons = (("退出", "/forget_verification"),)
         return Turn([Reply(text, buttons)], replace(state, household_topics=",".join(sections), misses=0))
 

@@ -1,5 +1,9 @@
 """What a verified resident is told about their own household: one part per topic asked, each member's lines from the
-declared eligibility rules (bot.rules.RULES). IDs and phones appear only masked. No I/O, no framework imports."""
+declared eligibility rules (bot.rules.RULES). IDs and phones appear only masked. No I/O, no framework imports.
+
+The words keep to what the source and the ledger say: what the ledger records ("台账登记…"), that claiming needs
+符合条件 and who decides, that amounts are the standards the source reported in 2022, and who to ask for the rest;
+the parts that state policy end with the source line, as the policy answers do."""
 
 from __future__ import annotations
 
@@ -18,14 +22,9 @@ TOPIC_WORDS = {
     "migration": ("老家", "迁出", "权益", "代办", "专柜"),
 }
 SECTIONS = ("subsidies", "schools", "medical", "monitoring", "migration")
-STATUS_MARK = {
-    rules.ELIGIBLE: "可申请",
-    rules.RECEIVED: "已领取",
-    rules.PENDING: "暂不能领",
-    rules.NOT_ELIGIBLE: "不享受",
-    rules.UNKNOWN: "需核实",
-}
 SECTION_TITLES = {"subsidies": "【补贴】", "schools": "【上学】", "medical": "【医保】"}
+# who to ask about a member's decision when its rule names no contact of its own
+SECTION_CONTACT = {"subsidies": "employment_contact", "schools": "education_contact", "medical": "medical_contact"}
 
 # how residents name a member, and the ledger's 与户主关系 values it means
 RELATION_WORDS = (
@@ -60,19 +59,33 @@ def members_named(text: str, facts: rules.HouseholdFacts) -> List[str]:
     return []
 
 
+def _ask(section: str, rule: rules.Rule, decision: rules.Decision, contacts) -> str:
+    """Who to ask, after a decision the ledger alone cannot settle: one to check, or one recorded as claimed (the
+    source does not say whether a one-off benefit can be claimed again)."""
+    contact = contacts[rule.contact or SECTION_CONTACT[section]]
+    if decision.status == rules.UNKNOWN:
+        return f"，请问{contact}"
+    if decision.status == rules.RECEIVED:
+        return f"，以后还能不能再领，请问{contact}"
+    return ""
+
+
 def _member_line(section: str, member: rules.MemberFacts, decided, contacts) -> str:
     """One member's line in a section, from the declared rules that apply to them."""
     label = member.name + (f"（{member.school_stage}）" if section == "schools" else "")
     if len(decided) == 1:
         rule, decision = decided[0]
-        ask = f"，请问{contacts[rule.contact]}" if decision.status == rules.UNKNOWN and rule.contact else ""
-        return f"· {label}：{decision.reason}{ask}。"
-    return f"· {label}：" + "；".join(f"{r.benefit}{STATUS_MARK[d.status]}——{d.reason}" for r, d in decided) + "。"
+        return f"· {label}：{decision.reason}{_ask(section, rule, decision, contacts)}。"
+    parts = (f"{r.benefit}——{d.reason}{_ask(section, r, d, contacts)}" for r, d in decided)
+    return f"· {label}：" + "；".join(parts) + "。"
 
 
-def _section(section: str, facts: rules.HouseholdFacts, policy: rules.PolicyFacts, s, only: Sequence[str]) -> List[str]:
+def _section(
+    section: str, facts: rules.HouseholdFacts, policy: rules.PolicyFacts, s, only: Sequence[str], source_line: str = ""
+) -> List[str]:
     contacts = s.contact_placeholders()
     lines = [SECTION_TITLES[section]]
+    stated = False  # whether any line says what the source says (a rule's decision), so the source line belongs
     for member in facts.members:
         if only and member.name not in only:
             continue
@@ -81,18 +94,21 @@ def _section(section: str, facts: rules.HouseholdFacts, policy: rules.PolicyFact
             if only and section == "schools":
                 lines.append(f"· {member.name}：没有登记在读。")
             continue
+        stated = True
         if section == "subsidies" and not member.is_labour:
-            lines.append(f"· {member.name}：不是劳动力，不享受" + "和".join(r.benefit for r, _ in decided) + "。")
+            lines.append(
+                f"· {member.name}：台账登记不是劳动力，不享受" + "和".join(r.benefit for r, _ in decided) + "。"
+            )
             continue
         lines.append(_member_line(section, member, decided, contacts))
     if section == "subsidies":
-        lines.append(f"申请材料请问{s.employment_contact}。")
+        lines.append(f"是否符合条件（包括就业月数怎么算）、要带什么材料，以{s.employment_contact}的审核和答复为准。")
     elif section == "schools" and len(lines) == 1:
         lines.append("· 家里没有登记在读的孩子。")
     elif section == "medical":
-        lines.append(
-            "看病有三重保障：" + "、".join(policy.medical_tiers) + f"。资助和报销标准请问{s.medical_contact}。"
-        )
+        lines.append("看病有三重制度保障：" + "、".join(policy.medical_tiers) + "。报销比例和资助标准报道里没有写。")
+    if source_line and (stated or section != "schools"):
+        lines.append(source_line)
     return lines
 
 
@@ -103,31 +119,36 @@ def render(
     topics: Sequence[str],
     s,
     only: Sequence[str] = (),
+    source_line: str = "",
 ) -> str:
-    """The reply for a verified household, for the asked topics and (when `only` names some) those members only."""
+    """The reply for a verified household, for the asked topics and (when `only` names some) those members only.
+    `source_line` ("（依据：…）", the line the policy answers end with) ends every part that states policy."""
     lines = [
         f"{household.head_name}家（户编号{household.id}，户主身份证{mask_id(household.head_id_number)}"
         + (f"，电话{mask_phone(household.phone)}" if household.phone else "")
-        + f"），{household.settlement}，共{len(facts.members)}人。"
+        + f"），{household.settlement}，共{len(facts.members)}人（据县里的台账）。"
         + (f"下面是{'、'.join(only)}的情况：" if only else "")
     ]
     for section in ("subsidies", "schools", "medical"):
         if section in topics:
-            lines += _section(section, facts, policy, s, only)
+            lines += _section(section, facts, policy, s, only, source_line)
     if "monitoring" in topics:
         status = facts.monitoring_status
         explain = {
-            "未纳入": "没有纳入“13810”监测帮扶。家里如果遇到困难，请及时告诉网格员或社区。",
-            "监测中": "已纳入“13810”监测帮扶，正在跟踪帮扶。有新的困难请随时告诉网格员。",
-            "已消除风险": "曾纳入“13810”监测帮扶，现在已消除风险。",
-        }.get(status, f"监测状态：{status}。")
+            "未纳入": "台账登记没有纳入“13810”监测帮扶。家里如果遇到困难，请及时告诉网格员或社区。",
+            "监测中": "台账登记已纳入“13810”监测帮扶，在监测中。有新的困难请随时告诉网格员。",
+            "已消除风险": "台账登记曾纳入“13810”监测帮扶，现在已消除风险。",
+        }.get(status, f"台账登记的监测状态：{status}。")
         lines.append("【监测帮扶】")
         lines.append(f"· {explain}联系：{s.contact_placeholders()['contact']}。")
     if "migration" in topics:
         lines.append("【老家权益】")
         village = facts.origin_village or "老家"
         lines.append(
-            f"· 迁出村：{village}。老家的权益（迁出地8项）可到{s.migration_contact}办理，不方便回去的可以申请代理代办。"
+            f"· 迁出村：{village}。县里厘清了迁出地8项、迁入地15项权益，设了迁出地跟进服务专柜，推行代理代办服务；"
+            f"您家老家的权益和要办的事，请到{s.migration_contact}问。"
         )
+        if source_line:
+            lines.append(source_line)
     lines.append("问家里其他人，可以直接说“那我爱人呢”“孩子上学呢”；查别的户或不查了，请说“退出”。")
     return "\n".join(lines)

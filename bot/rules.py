@@ -16,7 +16,7 @@ UNEMPLOYED = "未就业"
 
 # decision statuses
 ELIGIBLE = "eligible"  # can claim now
-RECEIVED = "received"  # already claimed (one-time benefits are not paid twice)
+RECEIVED = "received"  # the ledger records it as claimed (whether it can be claimed again: the source does not say)
 PENDING = "pending"  # not yet: a condition will be met later (e.g. months still missing)
 NOT_ELIGIBLE = "not_eligible"
 UNKNOWN = "unknown"  # the data does not say; a person has to check
@@ -88,15 +88,22 @@ def transport_subsidy(member: MemberFacts, policy: PolicyFacts) -> Decision:
         return Decision(benefit, NOT_ELIGIBLE, "不是劳动力，不享受务工交通补贴")
     region = member.work_region
     if region == UNEMPLOYED:
-        return Decision(benefit, NOT_ELIGIBLE, "目前没有就业；外出务工后可以申请")
+        return Decision(benefit, NOT_ELIGIBLE, "台账登记目前没有就业；外出务工后，符合条件的可以申请")
     if region == policy.award_region:
-        return Decision(benefit, NOT_ELIGIBLE, "在县内就近就业，不发交通补贴（可看就业奖补）")
+        return Decision(benefit, NOT_ELIGIBLE, "在县内就近就业，报道的交通补贴只有省外、县外省内两档（可看就业奖补）")
     amount = policy.transport_amounts.get(region)
     if amount is None:
-        return Decision(benefit, UNKNOWN, "就业地点登记不清，请到就业服务窗口核实")
+        return Decision(benefit, UNKNOWN, "台账登记的就业地点不清楚，需要核实")
     if member.got_transport_subsidy:
-        return Decision(benefit, RECEIVED, f"已经领过（{region}务工，一次性{amount}元），不再重复发放", amount)
-    return Decision(benefit, ELIGIBLE, f"{region}务工，可申请一次性交通补贴{amount}元", amount)
+        return Decision(
+            benefit, RECEIVED, f"台账记录已领过{region}务工的一次性交通补贴{amount}元（2022年报道的标准）", amount
+        )
+    return Decision(
+        benefit,
+        ELIGIBLE,
+        f"台账登记{region}务工，可申请一次性交通补贴{amount}元（须符合条件，按2022年报道的标准）",
+        amount,
+    )
 
 
 def employment_award(member: MemberFacts, policy: PolicyFacts) -> Decision:
@@ -105,26 +112,30 @@ def employment_award(member: MemberFacts, policy: PolicyFacts) -> Decision:
         return Decision(benefit, NOT_ELIGIBLE, "不是劳动力，不享受就业奖补")
     region = member.work_region
     if region == UNEMPLOYED:
-        return Decision(benefit, NOT_ELIGIBLE, "目前没有就业")
+        return Decision(benefit, NOT_ELIGIBLE, "台账登记目前没有就业")
     if region not in REGIONS:
-        return Decision(benefit, UNKNOWN, "就业地点登记不清，请到就业服务窗口核实")
+        return Decision(benefit, UNKNOWN, "台账登记的就业地点不清楚，需要核实")
     if region != policy.award_region:
         return Decision(benefit, NOT_ELIGIBLE, f"就业奖补只给{policy.award_region}就近就业的，{region}务工看交通补贴")
     if member.got_employment_award:
-        return Decision(benefit, RECEIVED, f"已经领过就业奖补{policy.award_amount}元", policy.award_amount)
+        return Decision(
+            benefit, RECEIVED, f"台账记录已领过就业奖补{policy.award_amount}元（2022年报道的标准）", policy.award_amount
+        )
     months = max(0, member.months_employed)
     if months >= policy.award_min_months:
         return Decision(
             benefit,
             ELIGIBLE,
-            f"{region}就业累计{months}个月，满{policy.award_min_months}个月，可申请{policy.award_amount}元",
+            f"台账登记本年在{region}就业{months}个月，满{policy.award_min_months}个月，"
+            f"可申请{policy.award_amount}元（须符合条件，按2022年报道的标准）",
             policy.award_amount,
         )
     missing = policy.award_min_months - months
     return Decision(
         benefit,
         PENDING,
-        f"{region}就业累计{months}个月，还差{missing}个月满{policy.award_min_months}个月，满了可申请{policy.award_amount}元",
+        f"台账登记本年在{region}就业{months}个月，离报道的“累计{policy.award_min_months}个月以上”还差{missing}个月；"
+        f"满了，符合条件的可申请{policy.award_amount}元（按2022年报道的标准）",
         policy.award_amount,
     )
 
@@ -140,17 +151,21 @@ def zoned_school(settlement: str, stage: str, policy: PolicyFacts) -> Decision:
     school = zoning.get(stage)
     if school:
         return Decision(benefit, ELIGIBLE, f"{stage}的划片学校是{school}")
-    return Decision(benefit, UNKNOWN, f"{settlement}{stage}的划片没有登记")
+    return Decision(
+        benefit,
+        UNKNOWN,
+        f"报道只写了{'、'.join(policy.zoning) or '个别安置点'}的划片学校，没有写{settlement}{stage}的划片",
+    )
 
 
 def medical_subsidy(member: MemberFacts, policy: PolicyFacts) -> Decision:
     benefit = "医保参保分类资助"
+    # the source names the three layers (参保分类资助、大病保险、医疗救助) but neither the categories they cover nor
+    # amounts: the registered category is told, never an eligibility, and the amount is for the medical office
     category = member.insurance_category
     if not member.insured:
-        return Decision(benefit, UNKNOWN, "还没有参保，请尽快参加基本医保")
-    if category in policy.subsidised_categories:
-        return Decision(benefit, ELIGIBLE, f"属于{category}，参保时享受分类资助")
-    return Decision(benefit, NOT_ELIGIBLE, f"属于{category}，按普通居民标准参保缴费")
+        return Decision(benefit, UNKNOWN, "台账登记还没有参加基本医保，参保和资助需要核实")
+    return Decision(benefit, UNKNOWN, f"登记的医保类别是{category}；三重保障按类别执行，报道没有写各类别资助多少")
 
 
 def is_pupil(member: MemberFacts) -> bool:
