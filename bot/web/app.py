@@ -22,6 +22,34 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_BODY_BYTES = 64 * 1024
 
 
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler):
+    """Every response: no inline script, no framing, no sniffing, no referrer; nothing private cached."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as e:
+        response = e
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if request.path.startswith(("/api/", "/staff", "/wechat", "/healthz")):
+        response.headers["Cache-Control"] = "no-store"
+    if isinstance(response, web.HTTPException):
+        raise response
+    return response
+
+
+async def _no_server_version(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = "anju"
+
+
 @web.middleware
 async def errors_without_traces(request: web.Request, handler):
     """Whatever goes wrong, nobody sees a stack trace: JSON for the API, a short Chinese page elsewhere."""
@@ -66,7 +94,10 @@ async def _upgrade_database(app: web.Application) -> None:
 
 async def init_app(settings: settings_module.Settings | None = None) -> web.Application:
     settings = settings or settings_module.load()
-    app = web.Application(middlewares=[errors_without_traces, staff_gate], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[security_headers, errors_without_traces, staff_gate], client_max_size=MAX_BODY_BYTES
+    )
+    app.on_response_prepare.append(_no_server_version)
     app[keys.SETTINGS] = settings
     app[keys.STATIC_DIR] = STATIC
     app[keys.WECHAT_CRYPTO] = (

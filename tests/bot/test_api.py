@@ -111,3 +111,21 @@ async def test_an_empty_answer_from_rasa_still_gives_the_resident_words(client, 
     replies = await response.json()
     assert [r for r in replies if r.get("text")], replies
     assert "换个说法" in replies[-1]["text"] and replies[-1]["recipient_id"] == "s-empty"
+
+
+async def test_security_headers_on_every_response(client):
+    for path in ("/", "/kiosk", "/static/style.css", "/healthz", "/staff/login", "/no-such-page"):
+        response = await client.get(path)
+        headers = response.headers
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], path
+        assert (
+            "script-src 'self'" in headers["Content-Security-Policy"]
+            and "unsafe-inline" not in headers["Content-Security-Policy"]
+        )
+        assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
+        assert "aiohttp" not in headers.get("Server", "").lower() and "python" not in headers.get("Server", "").lower()
+    api = await client.post("/api/chat", json={"sender": "h", "message": "你好"})
+    assert api.headers["Cache-Control"] == "no-store"
+    assert (await client.get("/staff/login")).headers["Cache-Control"] == "no-store"
+    page = await (await client.get("/")).text()
+    assert "<script>" not in page  # no inline script: the policy forbids it
