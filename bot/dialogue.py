@@ -86,8 +86,7 @@ PERSON_WORDS = re.compile(
     r"爱人|老伴|媳妇|老婆|婆姨|丈夫|老公|男人|老汉|儿子|闺女|女儿|孙子|孙女|孩子|娃|老人|我妈|我爸|俺妈|俺爸|父亲|母亲"
 )
 WORK_CUE = re.compile(
-    r"打工|务工|上班|干活|做工|挣钱|营生|干了|干满|就业|工作|寻个活|找活|零工|当|做|干|厂|工地|煤矿|矿上|超市|"
-    r"饭店|保姆|收银|开车|跑车|车间|园区"
+    r"打工|务工|上班|上.{0,4}班|干活|做工|挣钱|营生|干了|干满|就业|工作|寻个活|找活|零工|当|干|收银|开车|跑车|跑运输"
 )
 ASKING = re.compile(
     r"多久|多长|多少|钱|咋|怎么|怎样|能不能|能|吗|呢|啥|什么|哪|几|够不够|行不行|有没有|没$|不$|没有$|报不报|给不给"
@@ -714,10 +713,16 @@ class Conversation:
         text = "不好意思，我理解错了。您想问的是哪一项？点下面的按钮，或者再说一遍。"
         return Turn([Reply(text, self._buttons(["交通补贴", "就业奖补", "上学划片", "医保", "两地权益"]))], state)
 
+    def _variant_entities(self, understood: Understood) -> Tuple[Tuple[str, str], ...]:
+        """The entities that pick a variant of the intent's answer ("县里有培训班没": 县里 changes nothing)."""
+        entry = self.kb.for_intent(understood.intent)
+        kinds = entry.variants if entry is not None else {}
+        return tuple(sorted((k, v) for k, v in understood.entities.items() if k in kinds))
+
     def _several(self, said: str, understood: Understood, state: State) -> Turn | None:
         """A message with two topics, places or people: an answer to each, in order, in one reply."""
         clauses = [c for c in CLAUSE_BREAK.split(said) if len(c) >= 2]
-        if len(clauses) < 2 or said.startswith("/"):
+        if len(clauses) < 2 or said.startswith("/") or understood.intent == "out_of_scope":
             return None
         parsed = [(c, self.parse(c)) for c in clauses]
         if any(p is None for _, p in parsed):
@@ -734,7 +739,7 @@ class Conversation:
             if p.intent in self.topic_intents and p.confidence >= 0.5:
                 topics.append(p)
         people = list(dict.fromkeys(situations))
-        asked = list(dict.fromkeys((t.intent, tuple(sorted(t.entities.items()))) for t in topics))
+        asked = list(dict.fromkeys((t.intent, self._variant_entities(t)) for t in topics))
         if len(asked) == 1 and not people and understood.intent in (*MISSED, "follow_up", *SOCIAL):
             intent, entities = asked[0]
             return self._topic(intent, dict(entities), state)
