@@ -29,8 +29,12 @@ $(STAMP): requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	@rm -f $(VENV)/.installed-*; touch $@
 
-train: install ## train the model, only if Rasa's own fingerprints say something it depends on changed
-	@if [ -f $(MODEL) ] && $(RASA) train --dry-run --skip-validation --out models >/dev/null 2>&1; then \
+# what the model is built from: a newer file rebuilds it (Rasa's cache keeps the parts that did not change)
+TRAIN_INPUTS = config.yml domain.yml data policies knowledge/places.yml bot/text_normalization.py
+
+train: install ## train the model when its files changed, or when Rasa's fingerprints (settings included) say so
+	@if [ -f $(MODEL) ] && [ -z "$$(find $(TRAIN_INPUTS) -newer $(MODEL) -type f -not -path "*/__pycache__/*" 2>/dev/null | head -1)" ] && \
+	  $(RASA) train --dry-run --skip-validation --out models >/dev/null 2>&1; then \
 	  echo "Model up to date: $(MODEL)"; else \
 	  echo "Training $(MODEL)"; $(RASA) train --skip-validation --fixed-model-name anju --out models; fi
 

@@ -86,13 +86,13 @@ PERSON_WORDS = re.compile(
     r"爱人|老伴|媳妇|老婆|婆姨|丈夫|老公|男人|老汉|儿子|闺女|女儿|孙子|孙女|孩子|娃|老人|我妈|我爸|俺妈|俺爸|父亲|母亲"
 )
 WORK_CUE = re.compile(
-    r"打工|务工|上班|上.{0,4}班|干活|做工|挣钱|营生|干了|干满|就业|工作|寻个活|找活|零工|当|干|收银|开车|跑车|跑运输"
+    r"打工|务工|上班|上.{0,8}班|干活|做工|挣钱|营生|干了|干满|就业|工作|寻个活|找活|零工|当|干|收银|开车|跑车|跑运输"
 )
 ASKING = re.compile(
     r"多久|多长|多少|钱|咋|怎么|怎样|能不能|能|吗|呢|啥|什么|哪|几|够不够|行不行|有没有|没$|不$|没有$|报不报|给不给"
 )
 HUMAN = re.compile(
-    r"转人工|人工客服|人工服务|找(?:个|你们的)?工作人员|要(?:找)?真人|真人(?:客服|来)|跟真人|转过去|接人工|"
+    r"转个?人工|人工客服|人工服务|找(?:个|你们的)?工作人员|要(?:找)?真人|真人(?:客服|来)|跟真人|转过去|接人工|"
     r"(?:叫|来|派)个人(?:来)?帮"
 )
 CONDITION = re.compile(r"干(?:够|满|了)?多久|要干|满多久|够多久|干几个月|几个月才")
@@ -409,6 +409,8 @@ class Conversation:
             return self._follow_up(understood, state)
         if understood.intent == "nlu_fallback":
             rescued = self._rescued(said, understood)
+            if rescued == NOT_IN_SOURCE:
+                return self._answer(said, replace(understood, intent=NOT_IN_SOURCE), state)
             if rescued is not None:
                 return self._topic(rescued, understood.entities, state)
         if understood.intent in MISSED:
@@ -442,6 +444,8 @@ class Conversation:
             parsed = self.parse(stripped)
             if parsed is not None and parsed.intent in self.topic_intents and parsed.confidence >= TOPIC_CONFIDENCE:
                 return parsed.intent
+        if understood.ranking[1:2] == (NOT_IN_SOURCE,) and self.kb.for_intent(NOT_IN_SOURCE) is not None:
+            return NOT_IN_SOURCE
         if self.faq is None or "out_of_scope" in understood.ranking[:2]:
             return None
         hits = self.faq.search(said, limit=2)
