@@ -89,7 +89,7 @@ WORK_CUE = re.compile(
     r"打工|务工|上班|上.{0,8}班|干活|做工|挣钱|营生|干了|干满|就业|工作|寻个活|找活|零工|当|干|收银|开车|跑车|跑运输"
 )
 ASKING = re.compile(
-    r"多久|多长|多少|钱|咋|怎么|怎样|能不能|能|吗|呢|啥|什么|哪|几|够不够|行不行|有没有|没$|不$|没有$|报不报|给不给"
+    r"多久|多长|多少|钱|谁|咋|怎么|怎样|能不能|能|吗|呢|啥|什么|哪|几|够不够|行不行|有没有|没$|不$|没有$|报不报|给不给"
 )
 HUMAN = re.compile(
     r"转个?人工|人工客服|人工服务|找(?:个|你们的)?工作人员|要(?:找)?真人|真人(?:客服|来)|跟真人|转过去|接人工|"
@@ -106,7 +106,7 @@ GREETING_PREFIX = re.compile(
 )
 REGION_LITERALS = ((r"省外|外省|出省", "省外"), (r"省内|县外|外县|省城", "县外省内"), (r"县内|县里|县城|本县", "县内"))
 FOLLOW_ASK = re.compile(
-    r"多少|钱|给|领|咋办|怎么办|咋整|咋弄|怎么弄|怎么整|多久|能不能|够不够|行不行|报不报|给不给|有没有|能领|能报|呢$|不$|没$"
+    r"多少|钱|给|领|谁管|谁来管|找谁|咋办|怎么办|咋整|咋弄|怎么弄|怎么整|多久|能不能|够不够|行不行|报不报|给不给|有没有|能领|能报|呢$|不$|没$"
 )
 DETAILS = re.compile(r"详细说说|详细点|详细讲|具体说说|具体讲讲|展开说说|说详细|多说点|全部说说|都说说|再详细")
 ACKNOWLEDGED = re.compile(
@@ -446,6 +446,12 @@ class Conversation:
                 return parsed.intent
         if understood.ranking[1:2] == (NOT_IN_SOURCE,) and self.kb.for_intent(NOT_IN_SOURCE) is not None:
             return NOT_IN_SOURCE
+        guess = self.kb.for_intent(understood.ranking[1]) if len(understood.ranking) > 1 else None
+        confirmed = [kind for kind in understood.entities if guess is not None and kind in guess.variants]
+        if confirmed and guess.is_topic:
+            # "县外省内是给三百不": the place confirms the model's runner-up ("去北京的火车票" names no work or region)
+            if confirmed != ["work_region"] or WORK_CUE.search(said) or region_named(said):
+                return guess.intent
         if self.faq is None or "out_of_scope" in understood.ranking[:2]:
             return None
         hits = self.faq.search(said, limit=2)
