@@ -114,6 +114,11 @@ ACKNOWLEDGED = re.compile(
     r"(?:知道了|晓得了|明白了|懂了|收到了?|了解了|好的|行)?[。.!！\s]*$"
 )
 OUT_OF_SCOPE_WORDS = re.compile(r"运势|算命|算卦|彩票|星座|属相|股票|天气|下雨|下雪|气温|冷不冷|热不热|减肥")
+NOT_IN_SOURCE_WORDS = re.compile(
+    r"迁户口|户口.{0,6}迁|老年证|暖气费|取暖费|取暖补|暖气补|供暖费|公积金|医保卡|房产证|不动产证|"
+    r"几点上班|几点下班|几点开门|营业时间|上班时间"
+)
+LOOKUP = re.compile(r"查|看看|瞅瞅|瞧瞧|帮忙看")
 SELF_WORDS = re.compile(r"^(?:我|俺|额|咱|偶)")
 CLAUSE_BREAK = re.compile(r"[，,。！!？?；;\s]+|还有|另外|再问一下|再问问|顺便问一下|顺便问问|顺便问")
 REGION_WORDS = {"县内": "在县里", "县外省内": "在省内县外", "省外": "在省外"}
@@ -363,6 +368,9 @@ class Conversation:
             return self._corrected(correction, understood, state)
         if OUT_OF_SCOPE_WORDS.search(said):
             understood = replace(understood, intent="out_of_scope")
+        elif NOT_IN_SOURCE_WORDS.search(said) and self.kb.for_intent(NOT_IN_SOURCE) is not None:
+            understood = replace(understood, intent=NOT_IN_SOURCE)  # the source says nothing about these
+        understood = self._entity_fits(understood)
         if ACKNOWLEDGED.match(said):
             return Turn([Reply("好的。还有别的事，随时问我。", self._buttons(["能问什么"]))], replace(state, misses=0))
         asks_procedure = bool(state.topic) and self._asks_procedure(said)
@@ -464,6 +472,20 @@ class Conversation:
             return entry.intent
         return None
 
+    def _entity_fits(self, understood: Understood) -> Understood:
+        """An entity picks the topic: 初中 in "娃上初中咋弄" (read as 教育帮扶) means the school answer."""
+        entry = self.kb.for_intent(understood.intent)
+        if entry is None or not entry.is_topic or not understood.entities:
+            return understood
+        if any(kind in entry.variants for kind in understood.entities):
+            return understood
+        for name in understood.ranking[1:3]:
+            other = self.kb.for_intent(name)
+            if other is not None and other.is_topic and any(kind in other.variants for kind in understood.entities):
+                if set(understood.entities) != {"work_region"}:  # places are everywhere; school levels are not
+                    return replace(understood, intent=name)
+        return understood
+
     def _inherited(self, understood: Understood, state: State, said: str) -> Dict[str, str]:
         """A short question without a place inherits the last place ("给多少钱" after "在县城干了半年了")."""
         entry = self.kb.for_intent(understood.intent)
@@ -519,6 +541,8 @@ class Conversation:
             return False  # "明天会下雨吗" is short and asks, but not about the topic
         if understood.entities and not self._is_new_topic(understood, state):
             return True
+        if understood.intent in SOCIAL and FOLLOW_ASK.search(said):
+            return True  # "这个能领多少钱" after an answer is not a question about the menu
         return understood.intent in ("ask_subsidy_general", "ask_household") or understood.confidence < 0.7
 
     def _topic(
@@ -640,6 +664,7 @@ class Conversation:
             return (
                 understood.intent in ("ask_household", "inform", "follow_up")
                 or (understood.intent in HOUSEHOLD_SECTION and understood.intent != "ask_migration_rights")
+                or (understood.intent == "ask_migration_rights" and LOOKUP.search(said))
                 or understood.intent in MISSED
             )
         if state.verified_household and state.household_topics:
