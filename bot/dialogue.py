@@ -546,9 +546,18 @@ class Conversation:
         return understood.intent in ("ask_subsidy_general", "ask_household") or understood.confidence < 0.7
 
     def _topic(
-        self, intent: str, entities: Mapping[str, str], state: State, said: str = "", detailed: bool = False
+        self,
+        intent: str,
+        entities: Mapping[str, str],
+        state: State,
+        said: str = "",
+        detailed: bool = False,
+        lookup: bool = False,
     ) -> Turn:
-        again = self.kb.for_intent(intent) is not None and self.kb.for_intent(intent).id == state.topic
+        """The entry's answer. The subsidy list, and any general answer to a household-type question (`lookup`),
+        offer to look up one's own household."""
+        asked = self.kb.for_intent(intent)
+        again = asked is not None and asked.id == state.topic
         # the first answer is short; asking about the same topic again gets the whole of it
         reply = self.kb.reply(intent, entities, state.topic, self.placeholders, detailed=detailed or again)
         entry = self.kb.entries[reply.entry_id]
@@ -556,8 +565,8 @@ class Conversation:
         if entry.is_topic:
             new_state = replace(new_state, topic=entry.id)
         out = self._as_reply(reply, said)
-        if entry.id == GENERAL_ENTRY_FOR_SECTION["subsidies"] and not state.verified_household:
-            text = out.text + "\n想查您自己家能领什么，点“查我家的情况”。"
+        if (lookup or entry.id == GENERAL_ENTRY_FOR_SECTION["subsidies"]) and not state.verified_household:
+            text = out.text + "\n想查您自己家的情况，点“查我家的情况”。"
             out = Reply(text, (("查我家的情况", "查我家的情况"),) + out.buttons)
         return Turn([out], new_state)
 
@@ -620,13 +629,7 @@ class Conversation:
         """A household-type question without 我家…: answered in general, with a button to look up one's own."""
         sections = household_answer.topics_of(said)
         entry_id = GENERAL_ENTRY_FOR_SECTION.get(sections[0], "subsidy_menu") if len(sections) == 1 else "menu"
-        turn = self._topic(self.kb.entries[entry_id].intent, {}, state, said)
-        first = turn.replies[0]
-        if "查我家的情况" not in first.text:  # the subsidy list carries it already
-            buttons = (("查我家的情况", "查我家的情况"),) + first.buttons
-            text = first.text + "\n想查您自己家的情况，点“查我家的情况”。"
-            turn.replies[0] = replace(first, text=text, buttons=buttons)
-        return turn
+        return self._topic(self.kb.entries[entry_id].intent, {}, state, said, lookup=True)
 
     def _missed(self, said: str, understood: Understood, state: State) -> Turn:
         intent = understood.intent if understood.intent in MISSED else "nlu_fallback"

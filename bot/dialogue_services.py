@@ -23,6 +23,7 @@ class DatabaseServices:
         self.settings = settings
         self.transcript: List[str] = list(transcript)
         self._ticket_open: bool | None = None
+        self._member_names: Dict[str, Sequence[str]] = {}
 
     def ticket_open(self) -> bool:
         if self._ticket_open is None:
@@ -73,7 +74,9 @@ class DatabaseServices:
         """The members' names, to recognise "王桂兰的奖补呢"; shows nothing, so it is not a lookup to audit."""
         if not household_id:
             return []
-        return db.run(repository.member_names, household_id)
+        if household_id not in self._member_names:  # asked more than once in a turn: one query
+            self._member_names[household_id] = db.run(repository.member_names, household_id)
+        return self._member_names[household_id]
 
     def remember_code(self, code: str | None) -> None:
         with _CODES_LOCK:

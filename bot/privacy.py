@@ -65,13 +65,18 @@ def _mask_run(run: str) -> str | None:
     return None
 
 
+def _shade(text: str) -> str:
+    """The text with each JSON escape (\\u8bc1) turned into as many letters, so its hex digits glue onto nothing."""
+    return _ESCAPE.sub(lambda m: "u" * len(m.group(0)), text) if "\\u" in text else text
+
+
 def mask_text(text: str) -> str:
     """Masks every ID number, mobile number and 6-character verification code in free text, however it is typed:
     the numbers are found on a shadow of the text where escapes like \\u8bc1 count as letters, and digits typed
-    with spaces, dashes or dots between them count as one number."""
+    with spaces, dashes or dots between them count as one number. Runs on every log record: one shadow per text."""
     if not text:
         return text
-    shadow = _ESCAPE.sub(lambda m: "u" * len(m.group(0)), text)
+    shadow = _shade(text)
     out, pos = [], 0
     for m in _SPACED_RUN.finditer(shadow):
         start, end = m.span()
@@ -79,25 +84,25 @@ def mask_text(text: str) -> str:
             continue  # inside a longer word or number: left to the plain patterns below
         if end < len(shadow) and (shadow[end] in _ASCII_WORD or shadow[end] == "*"):
             continue  # ... or the region part of an ID number already masked
-        masked = _mask_run(text[start:end]) if _SPACED_RUN.fullmatch(text[start:end]) else None
-        if masked is None:
-            continue
-        out.append(text[pos:start] + masked)
-        pos = end
-    text = "".join(out) + text[pos:]
-    shadow = _ESCAPE.sub(lambda m: "u" * len(m.group(0)), text)
+        masked = _mask_run(text[start:end])
+        if masked is not None:
+            out.append(text[pos:start] + masked)
+            pos = end
+    if out:
+        text = "".join(out) + text[pos:]
+        shadow = _shade(text)
+    # the masks below keep the length, so one shadow serves all three (masked digits stay digits or stars in it)
+    for pattern, replace in ((_ID_IN_TEXT, mask_id), (_PHONE_IN_TEXT, mask_phone), (_CODE_NOT_MASKED_ID, _code_mask)):
+        spans = [m.span() for m in pattern.finditer(shadow)]
+        for start, end in spans:
+            masked = replace(text[start:end])
+            text = text[:start] + masked + text[end:]
+            shadow = shadow[:start] + masked + shadow[end:]
+    return text
 
-    def on_shadow(pattern: re.Pattern, replace, value: str) -> str:
-        shade = _ESCAPE.sub(lambda m: "u" * len(m.group(0)), value)
-        pieces, at = [], 0
-        for m in pattern.finditer(shade):
-            pieces.append(value[at : m.start()] + replace(value[m.start() : m.end()]))
-            at = m.end()
-        return "".join(pieces) + value[at:]
 
-    text = on_shadow(_ID_IN_TEXT, mask_id, text)
-    text = on_shadow(_PHONE_IN_TEXT, mask_phone, text)
-    return on_shadow(_CODE_NOT_MASKED_ID, lambda _: "******", text)
+def _code_mask(code: str) -> str:
+    return "*" * len(code)
 
 
 class MaskingFilter(logging.Filter):
