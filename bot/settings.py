@@ -58,8 +58,10 @@ class Settings:
     wechat_api_base: str = field(default_factory=lambda: _env("WECHAT_API_BASE", "https://api.weixin.qq.com"))
     # WeChat waits 5 s for a passive reply; after this long we answer "success" and send through the service API
     wechat_reply_deadline: float = field(default_factory=lambda: float(_env("WECHAT_REPLY_DEADLINE", "4.0")))
-    # the staff console: sessions end after this long without a request; Secure cookies when served over HTTPS
+    # the staff console: sessions end after this long without a request, and this many hours after the login however
+    # active; Secure cookies whenever the request came over HTTPS, and always with ANJU_STAFF_COOKIE_SECURE=1
     staff_session_minutes: int = field(default_factory=lambda: int(_env("ANJU_STAFF_SESSION_MINUTES", "30")))
+    staff_session_max_hours: float = field(default_factory=lambda: float(_env("ANJU_STAFF_SESSION_MAX_HOURS", "8")))
     staff_cookie_secure: bool = field(default_factory=lambda: _env("ANJU_STAFF_COOKIE_SECURE", "0") == "1")
     knowledge_dir: Path = field(default_factory=lambda: Path(_env("ANJU_KNOWLEDGE_DIR", str(ROOT / "knowledge"))))
 
