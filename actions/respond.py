@@ -13,7 +13,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot import dialogue, knowledge, rules
+from bot import dialogue, knowledge, privacy, rules, sealing
 from bot import settings as settings_module
 from bot.dialogue_services import DatabaseServices
 from bot.faq import FaqIndex
@@ -21,6 +21,7 @@ from bot.faq import FaqIndex
 logger = logging.getLogger(__name__)
 STATE_SLOTS = [f.name for f in dataclasses.fields(dialogue.State)]
 PARSE_TIMEOUT_SECONDS = 5
+PRIVATE_MARK = privacy.PRIVATE_REPLY_MARK
 
 
 def said(tracker: Tracker) -> str:
@@ -32,10 +33,32 @@ def said(tracker: Tracker) -> str:
     return tracker.latest_message.get("text") or ""
 
 
-def state_of(tracker: Tracker) -> dialogue.State:
+def state_of(tracker: Tracker, s: settings_module.Settings) -> dialogue.State:
+    """The conversation's state from its slots; the verified household only when its seal holds for this
+    conversation and has not run out (bot.sealing): a slot written by anyone else opens to nothing."""
     values = {name: tracker.get_slot(name) for name in STATE_SLOTS}
     values["misses"] = int(values.get("misses") or 0)
+    values["verified_household"] = sealing.unseal(values.get("verified_household"), tracker.sender_id, s)
+    if values["verified_household"] is None:
+        values["household_topics"] = None
     return dialogue.State(**values)
+
+
+def slot_events(tracker: Tracker, before: dialogue.State, after: dialogue.State, s) -> List[Dict[Text, Any]]:
+    """SlotSet for what changed; a newly verified household is stored sealed to this conversation, and a household
+    whose seal ran out (or never held) is cleared from the slot."""
+    events = []
+    for name in STATE_SLOTS:
+        value = getattr(after, name)
+        if name == "verified_household":
+            stored = tracker.get_slot(name)
+            if value and value != before.verified_household:
+                events.append(SlotSet(name, sealing.seal(value, tracker.sender_id, s)))
+            elif not value and stored is not None:
+                events.append(SlotSet(name, None))
+        elif value != getattr(before, name):
+            events.append(SlotSet(name, value))
+    return events
 
 
 def transcript(tracker: Tracker) -> List[str]:
@@ -49,15 +72,16 @@ def transcript(tracker: Tracker) -> List[str]:
 
 
 class RasaParser:
-    """Understands a piece of a message (a clause, a correction) with the same model, through Rasa's HTTP API."""
+    """Understands a piece of a message (a clause, a correction) with the same model, through the Rasa server's
+    gateway channel (policies/gateway_channel.py)."""
 
-    def __init__(self, base_url: str, token: str = ""):
-        self.url = base_url.rstrip("/") + "/model/parse"
-        self.params = {"token": token} if token else {}
+    def __init__(self, base_url: str, token: str):
+        self.url = base_url.rstrip("/") + "/webhooks/gateway/parse"
+        self.headers = {"Authorization": f"Bearer {token}"}
 
     def __call__(self, text: str) -> dialogue.Understood | None:
         try:
-            response = requests.post(self.url, json={"text": text}, params=self.params, timeout=PARSE_TIMEOUT_SECONDS)
+            response = requests.post(self.url, json={"text": text}, headers=self.headers, timeout=PARSE_TIMEOUT_SECONDS)
             response.raise_for_status()
             return dialogue.Understood.from_parse_data(response.json())
         except (requests.RequestException, ValueError) as e:
@@ -85,8 +109,8 @@ class ActionRespond(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[Dict[Text, Any]]:
         s = settings_module.load()
-        before = state_of(tracker)
         try:
+            before = state_of(tracker, s)
             turn = await asyncio.to_thread(self._respond, tracker, before, s)
         except Exception:  # the resident is never left without a reply
             logger.exception("action_respond failed")
@@ -99,11 +123,11 @@ class ActionRespond(Action):
             elif reply.text:
                 buttons = [{"title": title, "payload": payload} for title, payload in reply.buttons]
                 dispatcher.utter_message(text=reply.text, buttons=buttons)
-        return [
-            SlotSet(name, getattr(turn.state, name))
-            for name in STATE_SLOTS
-            if getattr(turn.state, name) != getattr(before, name)
-        ]
+        if turn.state.verified_household:
+            dispatcher.utter_message(json_message=PRIVATE_MARK)  # the doors keep nothing of this turn
+        elif before.verified_household:
+            dispatcher.utter_message(json_message=privacy.FORGOTTEN_REPLY_MARK)  # the pages clear what they showed
+        return slot_events(tracker, before, turn.state, s)
 
     @staticmethod
     def _respond(tracker: Tracker, state: dialogue.State, s) -> dialogue.Turn:
@@ -113,7 +137,7 @@ class ActionRespond(Action):
             kb,
             s,
             services,
-            RasaParser(s.rasa_url, s.rasa_token),
+            RasaParser(s.rasa_url, sealing.rasa_token(s)),
             rules.PolicyFacts.from_knowledge(kb.entries),
             faq_for(kb),
         )

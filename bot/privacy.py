@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import re
 
-# an 18-character ID number anywhere in free text (not inside a longer run of digits)
-_ID_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9A-Za-z])")
+# an 18-character ID number anywhere in free text (not inside a longer run of digits; letters glued to it do not
+# make it anything else: "ID110101199003077578", "110101199003077578号码abc")
+_ID_IN_TEXT = re.compile(r"(?<![0-9])(\d{6})(\d{8})(\d{3}[\dXx])(?![0-9])")
 # a mainland mobile number
 _PHONE_IN_TEXT = re.compile(r"(?<!\d)(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 # what a resident types to verify: the last 6 characters of an ID number, alone or among other words
@@ -33,7 +34,7 @@ def mask_phone(value: str) -> str:
 
 
 # digits as people type them: with spaces, dashes or dots between, full-width, a +86 in front of a phone number
-_SPACED_RUN = re.compile(r"(?:\+?86[\s\-.]{0,2})?[0-9０-９](?:[\s\-.·]{0,2}[0-9０-９XxＸｘ])+")
+_SPACED_RUN = re.compile(r"(?:\+?86[\s\-.]{0,3})?[0-9０-９](?:[\s\-.·]{0,3}[0-9０-９XxＸｘ])+")
 # JSON logs write 证 as \u8bc1: its hex digits must not glue onto the number that follows
 _ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}")
 
@@ -80,14 +81,16 @@ def mask_text(text: str) -> str:
     out, pos = [], 0
     for m in _SPACED_RUN.finditer(shadow):
         start, end = m.span()
-        if start and shadow[start - 1] in _ASCII_WORD:
-            continue  # inside a longer word or number: left to the plain patterns below
-        if end < len(shadow) and (shadow[end] in _ASCII_WORD or shadow[end] == "*"):
-            continue  # ... or the region part of an ID number already masked
+        before, after = shadow[start - 1] if start else "", shadow[end] if end < len(shadow) else ""
+        if before.isdigit() or after.isdigit() or after == "*":
+            continue  # inside a longer number, or the region part of an ID number already masked
         masked = _mask_run(text[start:end])
-        if masked is not None:
-            out.append(text[pos:start] + masked)
-            pos = end
+        if masked is None:
+            continue
+        if (before in _ASCII_WORD or after in _ASCII_WORD) and "*" * 12 not in masked:
+            continue  # a short number inside a word (a code, a phone) is left to the plain patterns below; an ID never
+        out.append(text[pos:start] + masked)
+        pos = end
     if out:
         text = "".join(out) + text[pos:]
         shadow = _shade(text)
@@ -127,3 +130,10 @@ def install_log_masking() -> None:
             handler.addFilter(MaskingFilter())
     if not any(isinstance(f, MaskingFilter) for f in root.filters):
         root.addFilter(MaskingFilter())
+
+
+# the action sends this as a custom message after a turn that showed household data; the web doors strip it, flag
+# that turn's replies "private", and the pages keep such turns out of browser storage
+PRIVATE_REPLY_MARK = {"anju": "private"}
+# ... and this after a turn that ended a verified check (退出): the pages then clear what they showed
+FORGOTTEN_REPLY_MARK = {"anju": "forget"}

@@ -46,9 +46,26 @@ class Settings:
     gateway_port: int = field(default_factory=lambda: int(_env("ANJU_GATEWAY_PORT", "8080")))
     rasa_url: str = field(default_factory=lambda: _env("ANJU_RASA_URL", "http://127.0.0.1:5005"))
     actions_url: str = field(default_factory=lambda: _env("ANJU_ACTIONS_URL", "http://127.0.0.1:5055"))
-    # Rasa's HTTP API token (rasa run --auth-token): the gateway and the action server hold it
+    # the token the gateway and the action server show the Rasa server's gateway channel; derived from the secret
+    # when empty (Rasa runs without its HTTP API: nothing on the machine reaches a conversation without it)
     rasa_token: str = field(default_factory=lambda: _env("ANJU_RASA_TOKEN", ""))
+    # the deployment's secret (bot/sealing.py): ANJU_SECRET_KEY, or a file made on first use, readable by its owner
+    secret_key: str = field(default_factory=lambda: _env("ANJU_SECRET_KEY", ""))
+    secret_file: Path = field(default_factory=lambda: Path(_env("ANJU_SECRET_FILE", str(ROOT / "run" / "secret.key"))))
+    # how long a household check holds in one conversation before the resident is asked again
+    verified_minutes: int = field(default_factory=lambda: int(_env("ANJU_VERIFIED_MINUTES", "30")))
     rasa_timeout_seconds: float = field(default_factory=lambda: float(_env("ANJU_RASA_TIMEOUT", "15")))
+    # throttling (bot/throttle.py): per conversation a burst, then so many a second; messages a minute from one
+    # client address (0: off), and the proxies whose
+    # X-Forwarded-For is believed (addresses or networks, comma-separated); requests in flight to Rasa at most
+    rate_limit_burst: int = field(default_factory=lambda: int(_env("ANJU_RATE_LIMIT_BURST", "10")))
+    rate_limit_per_second: float = field(default_factory=lambda: float(_env("ANJU_RATE_LIMIT_PER_SECOND", "1")))
+    rate_limit_per_ip: int = field(default_factory=lambda: int(_env("ANJU_RATE_LIMIT_PER_IP", "120")))
+    trusted_proxies: str = field(default_factory=lambda: _env("ANJU_TRUSTED_PROXIES", ""))
+    rasa_max_concurrent: int = field(default_factory=lambda: int(_env("ANJU_RASA_MAX_CONCURRENT", "16")))
+    # what one conversation may add to the staff's lists: unanswered questions kept, tickets opened a day
+    max_unanswered_per_conversation: int = field(default_factory=lambda: int(_env("ANJU_MAX_UNANSWERED", "20")))
+    max_tickets_per_conversation_day: int = field(default_factory=lambda: int(_env("ANJU_MAX_TICKETS_A_DAY", "3")))
     kiosk_idle_seconds: int = field(default_factory=lambda: int(_env("ANJU_KIOSK_IDLE_SECONDS", "90")))
     # WeChat Official Account (公众号) callback; empty token: /wechat refuses every request
     wechat_token: str = field(default_factory=lambda: _env("WECHAT_TOKEN", ""))

@@ -9,6 +9,8 @@ from bot import db, migrate
 from bot.text_normalization import TextNormalizer
 
 ROOT = Path(__file__).resolve().parent.parent
+# one secret for every process a test starts (gateway, Rasa, action server), and none written under run/
+os.environ.setdefault("ANJU_SECRET_KEY", "tests-only-secret-" + os.urandom(8).hex())
 NORMALIZE = TextNormalizer()
 
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from bot.clients import wechat
 from bot.clients.rasa import RasaClient
 from bot.settings import Settings
+from bot.throttle import Throttle
 
 SETTINGS = web.AppKey("settings", Settings)
 STATIC_DIR = web.AppKey("static_dir", Path)
@@ -18,5 +19,7 @@ RASA = web.AppKey("rasa", RasaClient)
 WECHAT_CRYPTO = web.AppKey("wechat_crypto", wechat.Crypto | None)
 WECHAT_API = web.AppKey("wechat_api", wechat.ServiceApi)
 WECHAT_TURNS = web.AppKey("wechat_turns", wechat.TurnCache)
+WECHAT_REPLAYS = web.AppKey("wechat_replays", wechat.ReplayGuard)
 BACKGROUND = web.AppKey("background", Set[asyncio.Future])
+THROTTLE = web.AppKey("throttle", Throttle)
 FAQ = web.AppKey("faq", object)  # bot.staff.search.FaqIndex, built at start-up

@@ -1,8 +1,10 @@
-"""Talks to the Rasa server's REST channel with aiohttp, with a timeout; failures become RasaUnavailable."""
+"""Talks to the Rasa server's gateway channel (Rasa's REST contract behind a token, policies/gateway_channel.py) with
+aiohttp, with a timeout; failures become RasaUnavailable."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Dict, List
 
 import aiohttp
@@ -13,25 +15,43 @@ class RasaUnavailable(Exception):
 
 
 class RasaClient:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, timeout_seconds: float):
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        timeout_seconds: float,
+        token: str,
+        max_concurrent: int = 16,
+    ):
         self._session = session
+        # at most this many requests in flight to Rasa; the rest wait their turn, within the same timeout
+        self._slots = asyncio.Semaphore(max(1, max_concurrent))
         self._base = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._headers = {"Authorization": f"Bearer {token}"}
 
     async def send(
         self, sender: str, message: str, channel: str, metadata: Dict[str, Any] | None = None
     ) -> List[Dict[str, Any]]:
         """Rasa's replies to one message: [{"recipient_id", "text", "buttons"?}, …]."""
         payload = {"sender": sender, "message": message, "input_channel": channel, "metadata": metadata or {}}
+        started = time.monotonic()
         try:
+            await asyncio.wait_for(self._slots.acquire(), self._timeout.total)
+        except asyncio.TimeoutError as e:
+            raise RasaUnavailable("too many requests in flight to Rasa") from e
+        try:
+            left = aiohttp.ClientTimeout(total=max(0.1, self._timeout.total - (time.monotonic() - started)))
             async with self._session.post(
-                f"{self._base}/webhooks/rest/webhook", json=payload, timeout=self._timeout
+                f"{self._base}/webhooks/gateway/webhook", json=payload, headers=self._headers, timeout=left
             ) as response:
                 if response.status != 200:
                     raise RasaUnavailable(f"Rasa answered HTTP {response.status}")
                 replies = await response.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
             raise RasaUnavailable(str(e) or e.__class__.__name__) from e
+        finally:
+            self._slots.release()
         if not isinstance(replies, list):
             raise RasaUnavailable("Rasa's reply is not a list")
         return replies

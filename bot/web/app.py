@@ -9,13 +9,16 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from bot import migrate
+from bot import migrate, sealing
 from bot import settings as settings_module
 from bot.clients import keys, wechat
 from bot.clients.rasa import RasaClient
 from bot.privacy import install_log_masking
 from bot.staff.views import staff_gate
+from bot.throttle import Throttle
+from bot.web.access_log import AccessLog
 from bot.web.routes import setup_routes
+from bot.web.wechat import setup_wechat
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -70,7 +73,10 @@ async def errors_without_traces(request: web.Request, handler):
 async def _http_client(app: web.Application):
     settings = app[keys.SETTINGS]
     async with aiohttp.ClientSession() as session:
-        app[keys.RASA] = RasaClient(session, settings.rasa_url, settings.rasa_timeout_seconds)
+        token = await asyncio.to_thread(sealing.rasa_token, settings)
+        app[keys.RASA] = RasaClient(
+            session, settings.rasa_url, settings.rasa_timeout_seconds, token, settings.rasa_max_concurrent
+        )
         app[keys.WECHAT_API] = wechat.ServiceApi(
             session, settings.wechat_api_base, settings.wechat_app_id, settings.wechat_app_secret
         )
@@ -100,10 +106,13 @@ async def init_app(settings: settings_module.Settings | None = None) -> web.Appl
     app.on_response_prepare.append(_no_server_version)
     app[keys.SETTINGS] = settings
     app[keys.STATIC_DIR] = STATIC
-    app[keys.WECHAT_CRYPTO] = (
-        wechat.Crypto(settings.wechat_aes_key, settings.wechat_app_id) if settings.wechat_aes_key else None
+    setup_wechat(app, settings)  # refuses to start with an EncodingAESKey but no AppID
+    app[keys.THROTTLE] = Throttle(
+        settings.rate_limit_per_ip,
+        settings.trusted_proxies,
+        burst=settings.rate_limit_burst,
+        per_second=settings.rate_limit_per_second,
     )
-    app[keys.WECHAT_TURNS] = wechat.TurnCache()
     app[keys.BACKGROUND] = set()
     app.cleanup_ctx.append(_http_client)
     app.on_startup.append(_upgrade_database)
@@ -119,4 +128,11 @@ def main() -> None:
     print(
         f"安居助手 gateway: chat http://localhost:{settings.gateway_port}/  kiosk http://localhost:{settings.gateway_port}/kiosk"
     )
-    web.run_app(init_app(settings), host=settings.gateway_host, port=settings.gateway_port, print=None)
+    # AccessLog: no query strings in the log (WeChat's signature and nonce, the resident's openid, staff searches)
+    web.run_app(
+        init_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        print=None,
+        access_log_class=AccessLog,
+    )

@@ -12,8 +12,12 @@ from bot.web import views, wechat
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/", views.chat_page)
     app.router.add_get("/kiosk", views.kiosk_page)
-    app.router.add_post("/api/chat", views.api_chat)
-    app.router.add_get("/api/messages", views.staff_messages)
+    # the JSON doors, each with its own namespace of conversations (bot.web.views.DOORS)
+    app.router.add_post("/api/chat", views.chat_handler("api"))
+    app.router.add_post("/api/messages", views.messages_handler("api"))
+    for door in ("web", "kiosk"):
+        app.router.add_post(f"/api/{door}/chat", views.chat_handler(door))
+        app.router.add_post(f"/api/{door}/messages", views.messages_handler(door))
     app.router.add_get("/healthz", views.healthz)
     app.router.add_get("/wechat", wechat.wechat_verify)
     app.router.add_post("/wechat", wechat.wechat_message)

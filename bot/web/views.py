@@ -6,20 +6,23 @@ import asyncio
 import functools
 import json
 import logging
+import math
 import time
+from typing import Any, Dict, List
 
 from aiohttp import web
 
-from bot import db, tickets
+from bot import db, throttle, tickets
 from bot.clients import keys
 from bot.clients.rasa import RasaUnavailable
+from bot.privacy import FORGOTTEN_REPLY_MARK, PRIVATE_REPLY_MARK
+from bot.throttle import SLOW_DOWN_TEXT
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 2000
 # readable Chinese in the JSON, not \u escapes
 json_response = functools.partial(web.json_response, dumps=functools.partial(json.dumps, ensure_ascii=False))
-CHANNELS = ("web", "kiosk", "api")
 
 
 def json_error(status: int, code: str, message: str) -> web.Response:
@@ -51,57 +54,115 @@ async def kiosk_page(request: web.Request) -> web.Response:
     )
 
 
-# ---------------------------------------------------------------- /api/chat
+# ---------------------------------------------------------------- the JSON doors
+
+# Each door has its own namespace of conversations: Rasa sees "<door>:<sender>", so a client of one door can never
+# address a conversation of another (WeChat's are "wechat:<openid>", bot.web.wechat). The door comes from the route,
+# never from the request body. Conversation ids travel in POST bodies only, never in URLs (access logs).
+DOORS = ("api", "web", "kiosk")
+MAX_AFTER_ID = 2**63 - 1
 
 
-async def api_chat(request: web.Request) -> web.Response:
-    """The Rasa REST channel's contract: {"sender", "message"} in, [{"recipient_id", "text", "buttons"?}] out."""
+def conversation_id(door: str, sender: str) -> str:
+    return f"{door}:{sender}"
+
+
+async def _json_body(request: web.Request) -> Dict[str, Any] | web.Response:
+    """The request's JSON object, or the error response to send instead."""
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return json_error(413, "body_too_large", "请求太大（最多64KB）")
     try:
         body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return json_error(400, "not_json", "请求不是有效的JSON")
     if not isinstance(body, dict):
         return json_error(400, "not_an_object", '请求应为JSON对象：{"sender": "...", "message": "..."}')
-    sender, message = body.get("sender"), body.get("message")
+    sender = body.get("sender")
     if not isinstance(sender, str) or not sender.strip() or len(sender) > 128:
         return json_error(400, "bad_sender", "sender 应为1到128个字符的字符串")
-    if not isinstance(message, str):
-        return json_error(400, "bad_message", "message 应为字符串")
-    if not message.strip():
-        return json_error(400, "empty_message", "message 不能为空")
-    if len(message) > MAX_MESSAGE_CHARS:
-        return json_error(413, "message_too_long", f"消息太长（最多{MAX_MESSAGE_CHARS}个字）")
-    channel = body.get("channel", "api")
-    if channel not in CHANNELS:
-        return json_error(400, "bad_channel", f"channel 应为 {'/'.join(CHANNELS)} 之一")
-    try:
-        replies = await request.app[keys.RASA].send(sender, message, channel)
-    except RasaUnavailable as e:
-        logger.warning("Rasa unavailable for a %s message: %s", channel, e)
-        text = unavailable_text(request.app[keys.SETTINGS])
-        return json_response([{"recipient_id": sender, "text": text}], status=503)
-    if not any(isinstance(r, dict) and r.get("text") for r in replies):
-        # Rasa answered nothing (an action failed, the action server is down): the resident still gets words
-        logger.warning("Rasa returned no text for a %s message", channel)
-        replies = [*replies, {"recipient_id": sender, "text": no_answer_text(request.app[keys.SETTINGS])}]
-    return json_response(replies)
+    return body
 
 
-async def staff_messages(request: web.Request) -> web.Response:
-    """What staff said to a conversation since message `after`; the chat page and the kiosk poll this."""
-    sender = request.query.get("sender", "")
-    try:
-        after = int(request.query.get("after", "0"))
-    except ValueError:
-        return json_error(400, "bad_after", "after 应为整数")
-    if not sender or len(sender) > 128:
-        return json_error(400, "bad_sender", "sender 应为1到128个字符的字符串")
+def chat_handler(door: str):
+    """POST /api/chat (door "api"), /api/web/chat (the chat page), /api/kiosk/chat (the kiosk): Rasa's REST
+    channel contract, {"sender", "message"} in, [{"recipient_id", "text", "buttons"?, "private"?}] out."""
 
-    return json_response(await asyncio.to_thread(db.run, tickets.staff_messages_after, sender, after))
+    async def handle(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if isinstance(body, web.Response):
+            return body
+        sender, message = body["sender"], body.get("message")
+        if not isinstance(message, str):
+            return json_error(400, "bad_message", "message 应为字符串")
+        if not message.strip():
+            return json_error(400, "empty_message", "message 不能为空")
+        if len(message) > MAX_MESSAGE_CHARS:
+            return json_error(413, "message_too_long", f"消息太长（最多{MAX_MESSAGE_CHARS}个字）")
+        if body.get("channel", door) != door:
+            return json_error(400, "bad_channel", f"这个入口只接受 channel={door}（网页和自助机各有自己的入口）")
+        conversation = conversation_id(door, sender)
+        wait = request.app[keys.THROTTLE].wait(conversation, client_address(request))
+        if wait:
+            response = json_response([{"recipient_id": sender, "text": SLOW_DOWN_TEXT}], status=429)
+            response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            return response
+        try:
+            replies = await request.app[keys.RASA].send(conversation, message, door)
+        except RasaUnavailable as e:
+            logger.warning("Rasa unavailable for a %s message: %s", door, e)
+            text = unavailable_text(request.app[keys.SETTINGS])
+            return json_response([{"recipient_id": sender, "text": text}], status=503)
+        replies = for_client(replies, sender)
+        if not any(r.get("text") for r in replies):
+            # Rasa answered nothing (an action failed, the action server is down): the resident still gets words
+            logger.warning("Rasa returned no text for a %s message", door)
+            replies.append({"recipient_id": sender, "text": no_answer_text(request.app[keys.SETTINGS])})
+        return json_response(replies)
+
+    return handle
+
+
+MARKS = {"private": PRIVATE_REPLY_MARK, "forget": FORGOTTEN_REPLY_MARK}
+
+
+def for_client(replies: List[Any], sender: str) -> List[Dict[str, Any]]:
+    """Rasa's replies as the client sees them: addressed to its own sender id, the action's marks turned into
+    "private": true (household data: the pages keep the turn out of browser storage) or "forget": true (退出: the
+    pages clear what they showed) on every reply of the turn."""
+    flags = {
+        flag: True
+        for flag, mark in MARKS.items()
+        if any(isinstance(r, dict) and r.get("custom") == mark for r in replies)
+    }
+    return [
+        {**reply, "recipient_id": sender, **flags}
+        for reply in replies
+        if isinstance(reply, dict) and reply.get("custom") not in MARKS.values()
+    ]
+
+
+def messages_handler(door: str):
+    """POST /api/messages, /api/web/messages, /api/kiosk/messages {"sender", "after"}: what staff said to the
+    conversation since message `after`; the chat page and the kiosk poll this."""
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        if isinstance(body, web.Response):
+            return body
+        after = body.get("after", 0)
+        if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_AFTER_ID:
+            return json_error(400, "bad_after", "after 应为不小于0的整数")
+        conversation = conversation_id(door, body["sender"])
+        return json_response(await asyncio.to_thread(db.run, tickets.staff_messages_after, conversation, after))
+
+    return handle
+
+
+def client_address(request: web.Request) -> str | None:
+    trusted = request.app[keys.THROTTLE].trusted
+    return throttle.client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
 
 
 # ---------------------------------------------------------------- /healthz

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from actions import respond
 from actions.respond import ActionRespond
-from bot import db
+from bot import db, sealing
 from bot.dialogue import State, Understood
 from bot.models import AuditEntry
 
@@ -42,13 +42,18 @@ def no_rasa_server(monkeypatch):
     monkeypatch.setattr(respond, "RasaParser", FakeRasaParser)
 
 
-def tracker(text, intent="inform", entities=(), state=None, sender=None, confidence=0.9, **parse_extra):
+def tracker(text, intent="inform", entities=(), state=None, sender=None, confidence=0.9, sealed=True, **parse_extra):
+    """A tracker as Rasa sends it; a verified household in `state` is sealed to the sender, as the action stores it,
+    unless `sealed` is False (what a forged slot looks like)."""
     latest, event = user_turn(text, intent, entities, confidence)
     sender = sender or f"conv-{uuid.uuid4().hex[:12]}"
     latest.update(parse_extra)
+    slots = dataclasses.asdict(state or State())
+    if slots["verified_household"] and sealed:
+        slots["verified_household"] = sealing.seal(slots["verified_household"], sender)
     return Tracker(
         sender_id=sender,
-        slots=dataclasses.asdict(state or State()),
+        slots=slots,
         latest_message=latest,
         events=[{"event": "action", "name": "action_listen"}, event],
         paused=False,
@@ -58,13 +63,16 @@ def tracker(text, intent="inform", entities=(), state=None, sender=None, confide
     )
 
 
-async def run(text, intent="inform", entities=(), state=None, sender=None, **parse_extra):
+async def run(text, intent="inform", entities=(), state=None, sender=None, sealed=True, **parse_extra):
+    """What the action says (the private mark aside) and the events it returns."""
     dispatcher = CollectingDispatcher()
-    events = await ActionRespond().run(dispatcher, tracker(text, intent, entities, state, sender, **parse_extra), {})
-    assert dispatcher.messages, f"nothing said to {text!r}"
-    for message in dispatcher.messages:
+    turn = tracker(text, intent, entities, state, sender, sealed=sealed, **parse_extra)
+    events = await ActionRespond().run(dispatcher, turn, {})
+    said = [m for m in dispatcher.messages if not m.get("custom")]
+    assert said, f"nothing said to {text!r}"
+    for message in said:
         assert message.get("text") or message.get("response"), message
-    return dispatcher.messages, events
+    return said, events
 
 
 async def test_an_answer_is_uttered_and_only_the_changed_slots_are_set(demo_database):
@@ -109,7 +117,8 @@ async def test_the_identity_check_through_the_action(demo_database):
     said = "\n".join(m["text"] for m in messages)
     assert "核对通过" in said and "张三家" in said and "【补贴】" in said
     assert "140929197805125447" not in said and "125447" not in said
-    assert SlotSet("verified_household", "GHY00001") in events
+    [sealed] = [e["value"] for e in events if e["name"] == "verified_household"]
+    assert sealing.unseal(sealed, sender) == "GHY00001" and sealing.unseal(sealed, "another-conversation") is None
     assert SlotSet("verify_step", None) in events and SlotSet("head_name", None) in events
     assert SlotSet("household_topics", "subsidies") in events
     # the lookup is audited with the channel of the resident's message
@@ -157,3 +166,33 @@ async def test_a_broken_knowledge_file_with_no_good_copy_still_gets_an_apology(t
     monkeypatch.setenv("ANJU_KNOWLEDGE_DIR", str(tmp_path))
     [message], events = await run("医保咋报销", "ask_medical")
     assert "抱歉" in message["text"] and events == []
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "GHY00001",  # the bare household, as a caller with write access to the slots would set it
+        "GHY00001|9999999999|" + "0" * 64,  # a made-up seal
+        lambda: sealing.seal("GHY00001", "someone-elses-conversation"),  # a real seal, of another conversation
+        lambda: sealing.seal("GHY00001", "conv-forged", now=0),  # a real seal that ran out long ago
+    ],
+)
+async def test_a_forged_verified_household_shows_nothing(demo_database, forged):
+    value = forged() if callable(forged) else forged
+    state = State(verified_household=value, household_topics="subsidies")
+    messages, events = await run("俺家能领啥补贴", "ask_household", state=state, sender="conv-forged", sealed=False)
+    said = "\n".join(m["text"] for m in messages)
+    assert "户主" in said and "张三家" not in said and "【补贴】" not in said  # asked to prove it, shown nothing
+    assert SlotSet("verified_household", None) in events
+    with db.session_scope() as s:
+        assert not s.scalars(select(AuditEntry).where(AuditEntry.conversation_id == "conv-forged")).all()
+
+
+async def test_a_verified_turn_carries_the_private_mark(demo_database):
+    dispatcher = CollectingDispatcher()
+    state = State(verified_household="GHY00001")
+    await ActionRespond().run(dispatcher, tracker("俺家能领啥补贴", "ask_household", state=state), {})
+    assert dispatcher.messages[-1]["custom"] == respond.PRIVATE_MARK
+    dispatcher = CollectingDispatcher()
+    await ActionRespond().run(dispatcher, tracker("交通补贴多少钱", "ask_transport_subsidy"), {})
+    assert all(m.get("custom") != respond.PRIVATE_MARK for m in dispatcher.messages)

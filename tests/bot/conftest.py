@@ -12,6 +12,8 @@ import json
 import pytest
 from aiohttp import web
 
+from bot import sealing
+from bot.privacy import PRIVATE_REPLY_MARK as PRIVATE_MARK
 from bot.settings import Settings
 from bot.web.app import init_app
 
@@ -25,26 +27,38 @@ class Upstream:
         self.requests = []
         self.delay = 0.0
         self.silent = False  # answer [] as Rasa does when an action fails
+        self.private = False  # add the action's private mark (a verified household's turn)
+        self.refused = 0  # requests without the gateway channel's token
+        self.in_flight = self.max_in_flight = 0
         self.app = web.Application()
-        self.app.router.add_post("/webhooks/rest/webhook", self.webhook)
+        self.app.router.add_post("/webhooks/gateway/webhook", self.webhook)
         self.app.router.add_get("/", self.root)
         self.app.router.add_get("/health", self.root)
 
     async def webhook(self, request):
+        if request.headers.get("Authorization") != f"Bearer {sealing.rasa_token()}":
+            self.refused += 1
+            return web.json_response({"error": "unauthorized"}, status=401)
         body = await request.json()
         self.requests.append(body)
-        await asyncio.sleep(self.delay)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
         if self.silent:
             return web.json_response([])
-        return web.json_response(
-            [
-                {
-                    "recipient_id": body["sender"],
-                    "text": f"答：{body['message']}",
-                    "buttons": [{"title": "医保", "payload": "医保"}],
-                }
-            ]
-        )
+        replies = [
+            {
+                "recipient_id": body["sender"],
+                "text": f"答：{body['message']}",
+                "buttons": [{"title": "医保", "payload": "医保"}],
+            }
+        ]
+        if self.private:
+            replies.append({"recipient_id": body["sender"], "custom": PRIVATE_MARK})
+        return web.json_response(replies)
 
     async def root(self, request):
         return web.Response(text="ok")

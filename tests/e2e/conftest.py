@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bot import conversations, sealing
 from bot.settings import ROOT
 
 VENV_BIN = Path(sys.executable).parent
@@ -37,15 +38,18 @@ def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
 
 
 class Stack:
-    """An action server and a Rasa server (REST channel, HTTP API on loopback) on one database."""
+    """An action server and a Rasa server (the gateway channel; no HTTP API) on one database. Conversations are kept
+    as `make run` keeps them (endpoints.yml's SQL tracker store): beside the SQLite database, or in the PostgreSQL
+    one; a new Stack on the same database carries them on, as after a restart."""
 
     def __init__(self, work: Path, database_url: str, model: str):
         self.database_url = database_url
+        self.tracker_url = conversations.default_tracker_url(database_url)
         actions_port, rasa_port = _free_port(), _free_port()
         endpoints = work / "endpoints.yml"
         endpoints.write_text(
             f'action_endpoint:\n  url: "http://127.0.0.1:{actions_port}/webhook"\n'
-            "tracker_store:\n  type: policies.tracker_store.ScrubbingTrackerStore\n",
+            "tracker_store:\n  type: policies.tracker_store.ScrubbingSQLTrackerStore\n",
             encoding="utf-8",
         )
         self.logs = {"actions": work / "actions.log", "rasa": work / "rasa.log"}
@@ -54,13 +58,14 @@ class Stack:
             "RASA_TELEMETRY_ENABLED": "false",
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "DATABASE_URL": database_url,
+            "ANJU_TRACKER_URL": self.tracker_url,
             "ANJU_RASA_URL": f"http://127.0.0.1:{rasa_port}",
         }
         rasa = str(VENV_BIN / "rasa")
         commands = {
             "actions": [rasa, "run", "actions", "--actions", "actions", "--port", str(actions_port)],
             "rasa": [
-                rasa, "run", "--model", model, "--interface", "127.0.0.1", "--port", str(rasa_port), "--enable-api",
+                rasa, "run", "--model", model, "--interface", "127.0.0.1", "--port", str(rasa_port),
                 "--credentials", str(ROOT / "credentials.yml"), "--endpoints", str(endpoints),
             ],
         }  # fmt: skip
@@ -70,7 +75,9 @@ class Stack:
                 command, cwd=ROOT, env=env, stdout=self.logs[name].open("w"), stderr=subprocess.STDOUT
             )
         self.base = f"http://127.0.0.1:{rasa_port}"
-        self.rest = f"{self.base}/webhooks/rest/webhook"
+        # Rasa's REST contract on the gateway channel, which wants the token (bot.sealing); no HTTP API
+        self.rest = f"{self.base}/webhooks/gateway/webhook"
+        self.headers = {"Authorization": f"Bearer {sealing.rasa_token()}"}
         self.health = {"actions": f"http://127.0.0.1:{actions_port}/health", "rasa": f"{self.base}/"}
 
     def wait(self) -> "Stack":
@@ -78,8 +85,9 @@ class Stack:
             _wait_until_up(url, self.processes[name], self.logs[name])
         return self
 
-    def tracker(self, sender: str) -> str:
-        return requests.get(f"{self.base}/conversations/{sender}/tracker", timeout=10).text
+    def stored_events(self, sender: str) -> list:
+        """The conversation as the tracker store keeps it, read straight from its database (no Rasa HTTP API)."""
+        return conversations.stored_events(sender, self.tracker_url)
 
     def stop(self) -> None:
         for process in self.processes.values():
@@ -110,6 +118,7 @@ def stacks(tmp_path_factory):
     finally:
         for stack in started.values():
             stack.stop()
+        conversations.drop_store(postgres)  # the shared test PostgreSQL keeps no conversations between runs
 
 
 def _load_demo_ledger(urls):
@@ -118,6 +127,7 @@ def _load_demo_ledger(urls):
 
     for url in urls:
         migrate.drop_all(url)
+        conversations.drop_store(conversations.default_tracker_url(url))
         migrate.upgrade(url)
         with db.session_scope(url) as session:
             import_ledger(session, ROOT / "demo/households.csv", ROOT / "demo/members.csv")
@@ -128,7 +138,7 @@ def _load_demo_ledger(urls):
 def servers(stacks):
     """The SQLite stack, for tests that do not touch household data."""
     stack = stacks["sqlite"]
-    return {"rest": stack.rest, "logs": stack.logs}
+    return {"rest": stack.rest, "headers": stack.headers, "logs": stack.logs}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -150,6 +160,9 @@ class Gateway:
             "ANJU_RASA_URL": stack.base,
             "ANJU_ACTIONS_URL": stack.health["actions"].rsplit("/", 1)[0],
             "ANJU_KIOSK_IDLE_SECONDS": str(idle_seconds),
+            # the tests type faster than any resident; throttling is tested in tests/bot/test_api.py
+            "ANJU_RATE_LIMIT_PER_IP": "0",
+            "ANJU_RATE_LIMIT_BURST": "1000",
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot.web"], cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT

@@ -41,10 +41,9 @@ def new_sender(dialogue_id: str) -> str:
 
 
 def post(gateway, sender: str, channel: str, message: str) -> Tuple[int, Any]:
+    door = "/api/chat" if channel == "api" else f"/api/{channel}/chat"  # each door has its own route
     response = requests.post(
-        f"{gateway.url}/api/chat",
-        json={"sender": sender, "message": message, "channel": channel},
-        timeout=TIMEOUT_SECONDS,
+        f"{gateway.url}{door}", json={"sender": sender, "message": message}, timeout=TIMEOUT_SECONDS
     )
     try:
         body = response.json()

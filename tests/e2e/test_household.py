@@ -2,6 +2,7 @@
 full ID number or verification code in replies, logs or the tracker store."""
 
 import csv
+import json
 import uuid
 
 import pytest
@@ -24,7 +25,9 @@ class Resident:
         self.said = []
 
     def ask(self, message):
-        response = requests.post(self.stack.rest, json={"sender": self.sender, "message": message}, timeout=30)
+        response = requests.post(
+            self.stack.rest, json={"sender": self.sender, "message": message}, headers=self.stack.headers, timeout=30
+        )
         response.raise_for_status()
         text = "\n".join(r.get("text", "") for r in response.json())
         self.said.append(text)
@@ -36,7 +39,9 @@ def suffix(household_id):
 
 
 def assert_nothing_leaked(stack, resident, codes):
-    tracker = stack.tracker(resident.sender)
+    stored = stack.stored_events(resident.sender)  # straight from the tracker store's database
+    assert len([e for e in stored if e["event"] == "user"]) == len(resident.said)
+    tracker = json.dumps(stored, ensure_ascii=False)
     logs = "".join(path.read_text() for path in stack.logs.values())
     for where, text in (("replies", "\n".join(resident.said)), ("tracker store", tracker), ("logs", logs)):
         for secret in SECRETS:
@@ -94,3 +99,27 @@ def test_forget(stack):
     assert "王五家" in resident.ask(f"王五 {suffix('GHY00003')}")
     assert "已退出" in resident.ask("换个人查")
     assert "户主的姓名" in resident.ask("我家能享受什么")
+
+
+def test_nothing_on_the_machine_reaches_a_conversation_without_the_token(stack):
+    """Rasa runs without its HTTP API and its only channel wants the token: a local caller can neither read nor set
+    a conversation's slots, nor post as a resident."""
+    resident = Resident(stack)
+    resident.ask("我家能领什么补贴")
+    resident.ask("张三")
+    assert "核对通过" in resident.ask(suffix("GHY00001"))
+    for method, path in (
+        ("get", f"/conversations/{resident.sender}/tracker"),
+        ("post", f"/conversations/{resident.sender}/tracker/events"),
+        ("post", "/model/parse"),
+        ("post", "/webhooks/rest/webhook"),
+    ):
+        response = getattr(requests, method)(stack.base + path, json={"event": "slot"}, timeout=10)
+        assert response.status_code in (404, 405), path
+    for headers in ({}, {"Authorization": "Bearer guessed"}, {"Authorization": stack.headers["Authorization"][:-1]}):
+        response = requests.post(
+            stack.rest, json={"sender": resident.sender, "message": "我家能领什么补贴"}, headers=headers, timeout=10
+        )
+        assert response.status_code == 401 and "张三家" not in response.text
+    # with the token, the conversation itself goes on as before
+    assert "张三家" in resident.ask("我家能领什么补贴")

@@ -42,9 +42,7 @@ MESSAGES = st.one_of(st.sampled_from(REAL), JUNK)
 def test_every_message_gets_a_reply_with_text(gateway, conversation):
     sender = f"prop-{uuid.uuid4().hex[:10]}"
     for message in conversation:
-        response = requests.post(
-            f"{gateway.url}/api/chat", json={"sender": sender, "message": message, "channel": "web"}, timeout=30
-        )
+        response = requests.post(f"{gateway.url}/api/web/chat", json={"sender": sender, "message": message}, timeout=30)
         assert response.status_code == 200, (message, response.text)
         texts = [r.get("text") for r in response.json() if r.get("text")]
         assert texts, f"no text for {message!r} in {conversation!r}"

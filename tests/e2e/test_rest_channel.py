@@ -9,12 +9,14 @@ pytestmark = pytest.mark.e2e
 
 
 class Resident:
-    def __init__(self, rest_url):
-        self.url = rest_url
+    def __init__(self, rest_url, headers):
+        self.url, self.headers = rest_url, headers
         self.sender = f"e2e-{uuid.uuid4().hex[:8]}"
 
     def ask(self, message):
-        response = requests.post(self.url, json={"sender": self.sender, "message": message}, timeout=30)
+        response = requests.post(
+            self.url, json={"sender": self.sender, "message": message}, headers=self.headers, timeout=30
+        )
         response.raise_for_status()
         replies = response.json()
         assert replies, f"no reply to {message!r}"
@@ -24,7 +26,7 @@ class Resident:
 
 @pytest.fixture
 def resident(servers):
-    return Resident(servers["rest"])
+    return Resident(servers["rest"], servers["headers"])
 
 
 def test_transport_subsidy_by_place_then_follow_up(resident):

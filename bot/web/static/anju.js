@@ -7,12 +7,16 @@ function newSenderId(prefix) {
   return prefix + "-" + random;
 }
 
+/* Each page talks to its own door (/api/web/…, /api/kiosk/…); the conversation id goes in POST bodies only.
+   The chat page keeps the conversation in sessionStorage (it survives a reload, not the tab) until a reply shows
+   household data ("private"): from then on nothing is stored, and 退出 or a new conversation forgets it all. */
 class Conversation {
   /* options: {log, quickReplies, form, input, typing, channel, storageKey, onBotMessage, readAloud} */
   constructor(options) {
     this.o = options;
     this.busy = false;
     this.state = this.load() || { sender: newSenderId(options.channel), messages: [], staffSeen: 0 };
+    this.private = false;
     this.state.messages.forEach((m) => this.render(m, false));
     this.scroll();
     if (this.o.form) {
@@ -32,7 +36,7 @@ class Conversation {
   async poll() {
     try {
       const after = this.state.staffSeen || 0;
-      const response = await fetch(`/api/messages?sender=${encodeURIComponent(this.state.sender)}&after=${after}`);
+      const response = await this.post("messages", { sender: this.state.sender, after: after });
       if (!response.ok) return;
       for (const message of await response.json()) {
         this.state.staffSeen = Math.max(this.state.staffSeen || 0, message.id);
@@ -43,27 +47,42 @@ class Conversation {
     } catch (e) { /* offline: try again next time */ }
   }
 
+  post(what, body) {
+    return fetch(`/api/${this.o.channel}/${what}`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+  }
+
   load() {
     if (!this.o.storageKey) return null;
-    try { return JSON.parse(localStorage.getItem(this.o.storageKey)); } catch (e) { return null; }
+    try { localStorage.removeItem(this.o.storageKey); } catch (e) { /* what older pages kept there */ }
+    try { return JSON.parse(sessionStorage.getItem(this.o.storageKey)); } catch (e) { return null; }
   }
 
   save() {
     if (!this.o.storageKey) return;
-    try { localStorage.setItem(this.o.storageKey, JSON.stringify(this.state)); } catch (e) { /* private mode */ }
+    try {
+      if (this.private) sessionStorage.removeItem(this.o.storageKey);
+      else sessionStorage.setItem(this.o.storageKey, JSON.stringify(this.state));
+    } catch (e) { /* private mode */ }
   }
 
   reset() {
     const old = this.state.sender;
     // forget any verification of the old conversation on the server as well; no one waits for the answer
-    fetch("/api/chat", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sender: old, message: "/forget_verification", channel: this.o.channel }),
-    }).catch(() => {});
+    this.post("chat", { sender: old, message: "/forget_verification" }).catch(() => {});
+    this.private = false;
     this.state = { sender: newSenderId(this.o.channel), messages: [], staffSeen: 0 };
     this.save();
     this.o.log.replaceChildren();
     this.setQuickReplies([]);
+  }
+
+  forgetShown() {
+    this.private = false;
+    this.state.messages = [];
+    this.o.log.replaceChildren();
+    this.save();
   }
 
   async send(text, shown) {
@@ -75,16 +94,15 @@ class Conversation {
     this.scroll();
     let replies;
     try {
-      const response = await fetch("/api/chat", {
-        method: "POST", headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ sender: this.state.sender, message: text, channel: this.o.channel }),
-      });
+      const response = await this.post("chat", { sender: this.state.sender, message: text });
       replies = await response.json();
       if (!Array.isArray(replies)) replies = [{ text: replies.message || "请求没有成功，请再试一次。" }];
     } catch (e) {
       replies = [{ text: "网络好像断了，请检查网络后再试。" }];
     }
     this.o.typing.hidden = true;
+    if (replies.some((r) => r.forget)) this.forgetShown();  // 退出: what was shown of the household goes too
+    if (replies.some((r) => r.private)) this.private = true;  // household data: nothing more goes into storage
     let buttons = [];
     for (const reply of replies) {
       if (reply.text) this.add({ from: "bot", text: reply.text });
