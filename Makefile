@@ -47,6 +47,7 @@ run: train demo-data ## start the action server, the Rasa server and the gateway
 	@echo "         WeChat:       http://localhost:$${ANJU_GATEWAY_PORT:-8080}/wechat (set WECHAT_TOKEN first)"
 	@echo "         REST channel: http://localhost:$(RASA_PORT)/webhooks/rest/webhook (loopback only)"
 	@echo "Ctrl-C stops everything."
+	@$(PY) -m bot.conversations --prune
 	ANJU_MODEL=$(MODEL) RASA_PORT=$(RASA_PORT) ACTIONS_PORT=$(ACTIONS_PORT) $(VENV)/bin/honcho start -f Procfile
 
 migrate: install ## upgrade the database (DATABASE_URL, default run/anju.sqlite3) to the current schema revision
@@ -66,6 +67,9 @@ staff-admin: install ## create the first admin of the staff console: make staff-
 staff-user: install ## create a staff account from the command line: make staff-user STAFF_USER=name
 	@test -n "$(STAFF_USER)" || { echo "usage: make staff-user STAFF_USER=name"; exit 2; }
 	$(PY) -m bot.staff create-user "$(STAFF_USER)"
+
+conversations: install ## what conversations are kept (ANJU_TRACKER_URL) and for how long; PRUNE=1 deletes those past it
+	@$(PY) -m bot.conversations $(if $(PRUNE),--prune)
 
 shell: train ## talk to the assistant in this terminal
 	@SANIC_HOST=127.0.0.1 $(RASA) run actions --actions actions --port $(ACTIONS_PORT) --quiet & pid=$$!; \

@@ -8,12 +8,13 @@ and rolls back on error.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from pathlib import Path
 from typing import Callable, Dict, Iterator, TypeVar
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import settings as settings_module
@@ -27,6 +28,45 @@ def database_url() -> str:
     return settings_module.load().database_url
 
 
+# the project's own folder for databases and run-time files (the default SQLite files live here)
+RUN_DIR = settings_module.ROOT / "run"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL; None for an in-memory database or another kind of database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def private_sqlite_file(url: str) -> Path | None:
+    """Makes the SQLite file of `url` private before anything opens it: a missing folder is created 0700 (and the
+    project's run/ folder is made 0700 even when an older version created it open), the file 0600 (SQLite gives its
+    journal the file's mode). A file that is already there is narrowed to 0600. Not SQLite: nothing to do."""
+    path = sqlite_path(url)
+    if path is None:
+        return None
+    folder = path.parent
+    if not folder.is_dir():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.resolve() == RUN_DIR.resolve():
+        _narrow(folder, 0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    _narrow(path, 0o600)
+    return path
+
+
+def _narrow(path: Path, mode: int) -> None:
+    """chmod `path` to `mode` when others or the group may read it; a file someone else owns is left alone."""
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(mode)
+    except OSError:
+        pass
+
+
 def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -35,9 +75,7 @@ def _enable_sqlite_foreign_keys(dbapi_connection, _record) -> None:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite_file(url)
         engine = create_engine(url, future=True, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _enable_sqlite_foreign_keys)
         return engine

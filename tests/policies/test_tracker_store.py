@@ -1,0 +1,160 @@
+"""The SQL tracker store that endpoints.yml uses (policies/tracker_store.py), on SQLite and PostgreSQL: personal
+numbers are masked before anything is written, a new store (a restarted Rasa server) carries the conversation on, it
+finds its database with no per-deployment settings, and bot/conversations.py reads and prunes what it wrote."""
+
+import json
+import os
+import stat
+import time
+
+import pytest
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+from sqlalchemy import select
+
+from bot import conversations, db
+from bot.settings import ROOT
+from policies.tracker_store import ScrubbingSQLTrackerStore
+
+DOMAIN = Domain.load(str(ROOT / "domain.yml"))
+ID_NUMBER = "140929197805125447"  # the demo ledger's 张三 (fictitious)
+PHONE = "13556379995"
+CODE = "125447"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def tracker_url(request, tmp_path, monkeypatch):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'run' / 'conversations.sqlite3'}"
+    else:
+        url = os.environ.get("TEST_POSTGRES_URL")
+        if not url:
+            pytest.fail("TEST_POSTGRES_URL is not set: run the tests through `make test` (it starts PostgreSQL)")
+        conversations.drop_store(url)
+    monkeypatch.setenv("ANJU_TRACKER_URL", url)
+    yield url
+    conversations.drop_store(url)
+
+
+def new_store():
+    """What the Rasa server does at start-up with endpoints.yml: the type, no other settings."""
+    return ScrubbingSQLTrackerStore(domain=DOMAIN)
+
+
+def user(text, at=None, channel="web"):
+    parse = {"text": text, "intent": {"name": "inform", "confidence": 0.9}, "entities": []}
+    return UserUttered(text, parse_data=parse, input_channel=channel, timestamp=at)
+
+
+def verified_conversation(sender):
+    return DialogueStateTracker.from_events(
+        sender,
+        [
+            ActionExecuted("action_session_start"),
+            SessionStarted(),
+            ActionExecuted("action_listen"),
+            user("我家能领什么补贴"),
+            SlotSet("topic", "transport_subsidy"),
+            BotUttered("请告诉我户主的姓名"),
+            ActionExecuted("action_listen"),
+            user(f"张三 {ID_NUMBER} 电话{PHONE}"),
+            SlotSet("id_suffix", CODE),
+            SlotSet("head_name", "张三"),
+            SlotSet("verified_household", "GHY00001"),
+            BotUttered(f"核对通过，张三家（联系电话 {PHONE}）"),
+            ActionExecuted("action_listen"),
+            user(CODE),
+        ],
+        DOMAIN.slots,
+    )
+
+
+def raw_rows(url, sender):
+    engine = db.make_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(conversations.events.c.data).where(conversations.events.c.sender_id == sender)
+        ).scalars()
+        found = list(rows)
+    engine.dispose()
+    return found
+
+
+async def test_personal_numbers_never_reach_the_database(tracker_url):
+    await new_store().save(verified_conversation("s1"))
+    rows = raw_rows(tracker_url, "s1")
+    assert len(rows) == 14
+    stored = "\n".join(rows) + json.dumps([json.loads(r) for r in rows], ensure_ascii=False)
+    for secret in (ID_NUMBER, PHONE, CODE, ID_NUMBER[-6:]):
+        assert secret not in stored
+    assert "140929************" in stored and "135****9995" in stored
+    assert {"event": "slot", "name": "id_suffix", "value": "******"}.items() <= {
+        k: v for k, v in json.loads(rows[8]).items() if k != "timestamp"
+    }.items()
+
+
+async def test_a_restarted_store_carries_the_conversation_on(tracker_url):
+    await new_store().save(verified_conversation("s2"))
+    restarted = new_store()  # a new Rasa server on the same database
+    tracker = await restarted.retrieve("s2")
+    assert tracker.get_slot("verified_household") == "GHY00001"
+    assert tracker.get_slot("topic") == "transport_subsidy"
+    tracker.update(user("那孩子上学呢"))
+    tracker.update(BotUttered("张三家的孩子……"))
+    await restarted.save(tracker)
+    again = await new_store().retrieve("s2")
+    assert [e.text for e in again.events if isinstance(e, UserUttered)][-1] == "那孩子上学呢"
+    assert len(raw_rows(tracker_url, "s2")) == 16  # the new turn once, nothing written twice
+
+
+async def test_bot_conversations_reads_and_prunes_what_the_store_wrote(tracker_url):
+    long_ago = time.time() - 100 * 86400
+    old = DialogueStateTracker.from_events(
+        "old", [ActionExecuted("action_listen", timestamp=long_ago), user("你好", at=long_ago, channel="kiosk")]
+    )
+    store = new_store()
+    await store.save(old)
+    await store.save(verified_conversation("recent"))
+    s = conversations.summary()
+    assert (s.conversations, s.events, s.due) == (2, 16, 1)
+    assert s.channels == {"kiosk": 1, "web": 1}
+    assert [e["event"] for e in conversations.stored_events("old")] == ["action", "user"]
+    assert conversations.prune().conversations == 1
+    assert await store.retrieve("old") is None
+    assert (await store.retrieve("recent")).get_slot("verified_household") == "GHY00001"
+
+
+def test_with_no_settings_the_store_is_a_private_file_beside_the_app_database(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANJU_TRACKER_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'data' / 'anju.sqlite3'}")
+    old = os.umask(0o022)
+    try:
+        store = new_store()
+    finally:
+        os.umask(old)
+    path = tmp_path / "data" / "conversations.sqlite3"
+    assert str(store.engine.url) == f"sqlite:///{path}"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_the_store_follows_a_postgresql_database_url(monkeypatch):
+    url = os.environ.get("TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail("TEST_POSTGRES_URL is not set: run the tests through `make test` (it starts PostgreSQL)")
+    monkeypatch.delenv("ANJU_TRACKER_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL", url)
+    try:
+        store = new_store()
+        assert store.engine.dialect.name == "postgresql"
+        assert store.engine.url.render_as_string(hide_password=False) == url
+    finally:
+        conversations.drop_store(url)
+
+
+def test_rasas_own_settings_still_work(tmp_path):
+    path = tmp_path / "rasa.db"
+    store = ScrubbingSQLTrackerStore(domain=DOMAIN, dialect="sqlite", db=str(path))
+    assert str(store.engine.url) == f"sqlite:///{path}"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
