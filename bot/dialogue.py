@@ -197,7 +197,7 @@ class Services(Protocol):
 
     def ticket_open(self) -> bool: ...
     def copy_to_ticket(self, text: str) -> None: ...
-    def open_ticket(self, household_id: str | None) -> None: ...
+    def open_ticket(self, household_id: str | None) -> bool: ...  # False: this conversation's tickets are used up
     def close_ticket(self) -> None: ...
     def log_unanswered(self, text: str, intent: str, topic: str) -> None: ...
     def conversation_locked(self) -> bool: ...
@@ -644,7 +644,11 @@ class Conversation:
         return Turn([out], replace(state, misses=misses))
 
     def _hand_off(self, state: State) -> Turn:
-        self.services.open_ticket(state.verified_household)
+        if not self.services.open_ticket(state.verified_household):
+            phone = self.s.service_phone
+            where = f"请打{phone}或到{self.s.service_desk}" if phone else f"请到{self.s.service_desk}"
+            text = f"您今天已经转过几次人工了，之前的留言工作人员都看得到，会在这里回复您。着急的话{where}。"
+            return Turn([Reply(text)], replace(state, misses=0))
         text = self._reply("request_human").text
         text += "\n已经帮您转给工作人员，工作人员会在这里直接回复您。等的时候，您也可以接着问我。"
         return Turn([Reply(text)], replace(state, misses=0))

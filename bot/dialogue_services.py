@@ -7,13 +7,24 @@ import threading
 import time
 from typing import Any, Dict, List, Sequence, Tuple
 
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
 from bot import db, repository, rules, tickets
+from bot.models import Ticket, TicketMessage, Unanswered, utcnow
 from bot.settings import Settings
 
 # a code typed before the name, kept in this process's memory for a few minutes only: never in the tracker or database
 _CODES: Dict[str, Tuple[str, float]] = {}
 _CODES_LOCK = threading.Lock()
 CODE_MEMORY_SECONDS = 300
+# what one ticket keeps of the resident's messages (the rate limit allows one a second)
+MAX_MESSAGES_PER_TICKET = 200
+
+
+def _count(session, model, *where) -> int:
+    return session.scalar(select(func.count()).select_from(model).where(*where))
 
 
 class DatabaseServices:
@@ -31,11 +42,33 @@ class DatabaseServices:
         return self._ticket_open
 
     def copy_to_ticket(self, text: str) -> None:
-        db.run(tickets.route_to_open_ticket, self.conversation_id, text)
+        def copy(session) -> None:
+            ticket = tickets.open_ticket_for(session, self.conversation_id)
+            if (
+                ticket is not None
+                and _count(session, TicketMessage, TicketMessage.ticket_id == ticket.id) < MAX_MESSAGES_PER_TICKET
+            ):
+                tickets.add_message(session, ticket, tickets.RESIDENT, text)
 
-    def open_ticket(self, household_id: str | None) -> None:
-        db.run(lambda s: tickets.open_ticket(s, self.conversation_id, self.channel, self.transcript, household_id))
-        self._ticket_open = True
+        db.run(copy)
+
+    def open_ticket(self, household_id: str | None) -> bool:
+        """Opens the conversation's ticket (or keeps the open one); False when the conversation has opened its
+        tickets for the day (ANJU_MAX_TICKETS_A_DAY): one client cannot fill the staff's list."""
+
+        def open_(session) -> bool:
+            if tickets.open_ticket_for(session, self.conversation_id) is None:
+                since = utcnow() - timedelta(days=1)
+                opened = _count(
+                    session, Ticket, Ticket.conversation_id == self.conversation_id, Ticket.created_at >= since
+                )
+                if opened >= self.settings.max_tickets_per_conversation_day:
+                    return False
+            tickets.open_ticket(session, self.conversation_id, self.channel, self.transcript, household_id)
+            return True
+
+        self._ticket_open = db.run(open_) or self._ticket_open
+        return bool(self._ticket_open)
 
     def close_ticket(self) -> None:
         def close(session) -> None:
@@ -48,7 +81,16 @@ class DatabaseServices:
         self._ticket_open = False
 
     def log_unanswered(self, text: str, intent: str, topic: str) -> None:
-        db.run(tickets.log_unanswered, self.channel, self.conversation_id, text, intent, topic)
+        """Keeps the question for the staff's list, up to ANJU_MAX_UNANSWERED a conversation."""
+
+        def log(session) -> None:
+            if (
+                _count(session, Unanswered, Unanswered.conversation_id == self.conversation_id)
+                < self.settings.max_unanswered_per_conversation
+            ):
+                tickets.log_unanswered(session, self.channel, self.conversation_id, text, intent, topic)
+
+        db.run(log)
 
     def conversation_locked(self) -> bool:
         key = repository.conversation_key(self.conversation_id)

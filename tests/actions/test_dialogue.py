@@ -686,6 +686,26 @@ def test_a_second_request_for_a_person_opens_no_second_ticket(demo_database):
     assert len(tickets_of(chat.conversation_id)) == 1
 
 
+def test_one_conversation_cannot_fill_the_staffs_lists(demo_database, monkeypatch):
+    """A script that opens and closes tickets, or says nonsense, all day adds a bounded number of rows."""
+    monkeypatch.setenv("ANJU_MAX_TICKETS_A_DAY", "2")
+    monkeypatch.setenv("ANJU_MAX_UNANSWERED", "3")
+    chat = Chat("conv-flood")
+    for _ in range(2):
+        assert "已经帮您转给工作人员" in chat.say("转人工", "request_human")
+        chat.say("问题解决了 谢谢", "thanks")
+    text = chat.say("转人工", "request_human")
+    assert "已经转过几次人工" in text and "社区居委会便民服务窗口" in text and "已经帮您转给" not in text
+    assert [t.status for t in tickets_of(chat.conversation_id)] == ["closed", "closed"]
+    for i in range(6):
+        chat.say(f"村口第{i}棵树是谁种的", "nlu_fallback")
+    with db.session_scope() as s:
+        kept = s.scalars(select(Unanswered).where(Unanswered.conversation_id == chat.conversation_id)).all()
+        assert len(kept) == 3
+    # another conversation is not held back
+    assert "已经帮您转给工作人员" in Chat("conv-calm").say("转人工", "request_human")
+
+
 def test_a_verified_household_goes_with_the_ticket(demo_database):
     chat = Chat("conv-household-ticket")
     chat.verify("我家能领啥补贴", "张三 125447")
