@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Dict, List, Sequence, Tuple
-
 from datetime import timedelta
+from typing import Any, Dict, List, Sequence, Tuple
 
 from sqlalchemy import func, select
 
