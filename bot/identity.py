@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
-_SHAPE = re.compile(r"^\d{17}[\dX]$")
+_SHAPE = re.compile(r"[0-9]{17}[0-9X]")
 
 
 class InvalidIdNumber(ValueError):
@@ -34,8 +34,10 @@ def check_digit(first17: str) -> str:
 
 
 def parse_id_number(raw: str) -> IdNumber:
-    value = (raw or "").strip().upper()
-    if not _SHAPE.match(value):
+    """The checked ID number, always in ASCII: full-width digits (as Chinese input methods type them) are read as
+    digits; other scripts' digits (which int() would also take) are refused."""
+    value = unicodedata.normalize("NFKC", raw or "").strip().upper()
+    if not _SHAPE.fullmatch(value):
         raise InvalidIdNumber("身份证号应为18位，前17位是数字，最后一位是数字或X")
     if check_digit(value[:17]) != value[17]:
         raise InvalidIdNumber("身份证号校验位不对，请核对号码")

@@ -12,7 +12,9 @@ import argparse
 import csv
 import datetime as dt
 import io
+import re
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session
 from bot import db, migrate
 from bot.identity import InvalidIdNumber, parse_id_number
 from bot.models import Household, Member
+from bot.text_normalization import clean_input
 
 HOUSEHOLD_HEADERS = (
     "户编号",
@@ -82,9 +85,14 @@ class ImportReport:
 
 
 def read_table(path: Path) -> Tuple[List[str], List[Row]]:
-    """Headers and rows of a CSV or XLSX file; line numbers are the ones a spreadsheet shows (header = 1)."""
+    """Headers and rows of a CSV or XLSX file; line numbers are the ones a spreadsheet shows (header = 1). A file that
+    cannot be read as either raises LedgerError saying so, never the reader's own exception."""
     if path.suffix.lower() in (".xlsx", ".xlsm"):
-        return _read_xlsx(path)
+        try:
+            return _read_xlsx(path)
+        except Exception as e:  # openpyxl reports a damaged file with whatever its parsers raise
+            problem = f"{path.name}：不是能打开的 XLSX 文件，请用 Excel 另存为 .xlsx 或 CSV（{type(e).__name__}）"
+            raise LedgerError([problem]) from e
     return _read_csv(path)
 
 
@@ -100,14 +108,18 @@ def _decode(raw: bytes) -> str:
 def _read_csv(path: Path) -> Tuple[List[str], List[Row]]:
     reader = csv.reader(io.StringIO(_decode(path.read_bytes()), newline=""))
     try:
-        headers = [h.strip() for h in next(reader)]
-    except StopIteration:
-        return [], []
-    rows = []
-    for cells in reader:
-        if not any(c.strip() for c in cells):
-            continue
-        rows.append(Row(reader.line_num, _cells_to_values(headers, cells)))
+        try:
+            headers = [clean_input(h).strip() for h in next(reader)]
+        except StopIteration:
+            return [], []
+        rows = []
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            rows.append(Row(reader.line_num, _cells_to_values(headers, cells)))
+    except csv.Error as e:  # a NUL byte, a field over the csv module's limit: not a table
+        problem = f"{path.name} 第{reader.line_num}行：无法读取（{e}），请确认是表格软件另存的 CSV"
+        raise LedgerError([problem]) from e
     return headers, rows
 
 
@@ -137,11 +149,28 @@ def _cell_text(value) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # Excel stores 2019 as 2019.0
-    return str(value).strip()
+    return clean_input(str(value)).strip()
 
 
 def _cells_to_values(headers: Sequence[str], cells: Sequence[str]) -> Dict[str, str]:
-    return {h: (cells[i].strip() if i < len(cells) and cells[i] is not None else "") for i, h in enumerate(headers)}
+    """Each column's text, without control, zero-width and bidi characters: a name pasted as 张三 + U+200B would be
+    stored as is and never match what the resident types."""
+    return {
+        h: (clean_input(cells[i]).strip() if i < len(cells) and cells[i] is not None else "")
+        for i, h in enumerate(headers)
+    }
+
+
+_INTEGER = re.compile(r"[0-9]+")
+
+
+def _integer(text: str) -> int:
+    """A whole number written with digits, full-width ones too (２０１９); ValueError for anything else, including what
+    int() also takes (1_990, ١٩٩٠, an over-long run of digits)."""
+    text = unicodedata.normalize("NFKC", text).strip()
+    if not _INTEGER.fullmatch(text) or len(text) > 9:
+        raise ValueError(text)
+    return int(text)
 
 
 # ---------------------------------------------------------------- validating
@@ -188,7 +217,7 @@ def _parse_households(label: str, rows: List[Row], problems: List[str]) -> Dict[
         year: int | None = None
         if v.get("搬迁年份"):
             try:
-                year = int(v["搬迁年份"])
+                year = _integer(v["搬迁年份"])
                 if not 1980 <= year <= this_year:
                     raise ValueError
             except ValueError:
@@ -238,7 +267,7 @@ def _parse_members(label: str, rows: List[Row], known_households: set, problems:
         region = _choice(v, "就业地点", WORK_REGIONS, errors)
         months = 0
         try:
-            months = int(v.get("本年就业月数") or 0)
+            months = _integer(v.get("本年就业月数") or "0")
             if not 0 <= months <= 12:
                 raise ValueError
         except ValueError:

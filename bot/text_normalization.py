@@ -1,13 +1,16 @@
 """Chinese text normalization, independent of Rasa: traditional → simplified (OpenCC), full-width → half-width (NFKC),
 Chinese numerals → digits where they count something (三个月 → 3个月), emoji and stray spacing removed. Each output
-character remembers which input character it came from, so entity offsets can follow the text."""
+character remembers which input character it came from, so entity offsets can follow the text.
+
+`clean_input` is the first step of all: what every door applies to a resident's text before anything reads or stores
+it (control characters, bidi overrides, zero-width characters and lone surrogates go; line breaks become spaces)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 from bot.identity import SURNAMES
 
@@ -33,6 +36,35 @@ _EMOJI = re.compile(
 _CJK = r"\u3000-\u303f\u3400-\u9fff\uff00-\uffef"
 # a space with Chinese (or Chinese punctuation) on either side carries no meaning: voice input puts them anywhere
 _SPACE_NEAR_CJK = re.compile(rf"(?<=[{_CJK}])\s+|\s+(?=[{_CJK}])")
+
+
+def _invisible_table() -> Dict[int, str | None]:
+    """What clean_input removes or replaces, by code point: control characters (C0, C1; the whitespace ones become a
+    space), format characters (Cf: bidi embeddings, overrides and isolates U+202A–U+202E and U+2066–U+2069, marks,
+    zero-width space and joiners, the BOM, tag characters), lone surrogates, and the line and paragraph separators."""
+    table: Dict[int, str | None] = {}
+    # all of them lie in planes 0, 1 and 14 (tags); reading the other planes would only slow the import down
+    for code in (*range(0x20000), *range(0xE0000, 0xE1000)):
+        category = unicodedata.category(chr(code))
+        if category == "Cc":
+            table[code] = " " if chr(code).isspace() else None
+        elif category in ("Cf", "Cs"):
+            table[code] = None
+        elif category in ("Zl", "Zp"):
+            table[code] = " "
+    return table
+
+
+_INVISIBLE = _invisible_table()
+
+
+def clean_input(text: str) -> str:
+    """A resident's text without what nobody means to type and what breaks what comes after (Rasa cannot store a lone
+    surrogate; a right-to-left override or a NUL hides or garbles words in the staff console and the logs): control
+    characters, bidi and zero-width characters, lone surrogates. Tabs and line breaks become spaces. Idempotent."""
+    if text.isascii() and text.isprintable():
+        return text
+    return text.translate(_INVISIBLE)
 
 
 def chinese_to_int(numeral: str) -> int | None:
@@ -101,7 +133,7 @@ class TextNormalizer:
     def normalize(self, text: str) -> Normalized:
         chars, origin = [], []
         for i, ch in enumerate(text):
-            out = unicodedata.normalize("NFKC", ch)
+            out = unicodedata.normalize("NFKC", ch.translate(_INVISIBLE))
             chars.append(out)
             origin.extend([i] * len(out))
         norm = Normalized("".join(chars), origin)

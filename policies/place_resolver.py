@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 import logging
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ COUNTY, PROVINCE_NOT_COUNTY, OUT_OF_PROVINCE = "县内", "县外省内", "省外
 REGIONS = (COUNTY, PROVINCE_NOT_COUNTY, OUT_OF_PROVINCE)
 # words that say the place is where someone works; the place nearest one of them is the work place
 WORK_CUES = ("打工", "务工", "上班", "干活", "工作", "就业", "挣钱", "做工", "打零工", "出去", "去", "跑", "在")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _SUFFIXES = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "省", "市", "县", "区", "镇", "乡")
 
 
@@ -155,7 +157,8 @@ class PlaceMatcher:
         ruler.add_patterns(patterns)
 
     def find(self, text: str) -> List[PlaceMatch]:
-        doc = self.nlp(text)
+        # spaCy cannot hash a lone surrogate (UnicodeEncodeError); one replacement character each keeps the offsets
+        doc = self.nlp(_LONE_SURROGATE.sub("\ufffd", text))
         return [PlaceMatch(e.text, e.start_char, e.end_char, e.ent_id_) for e in doc.ents]
 
 
