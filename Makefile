@@ -45,7 +45,7 @@ run: train demo-data ## start the action server, the Rasa server and the gateway
 	@echo "安居助手 chat page:    http://localhost:$${ANJU_GATEWAY_PORT:-8080}/"
 	@echo "         kiosk:        http://localhost:$${ANJU_GATEWAY_PORT:-8080}/kiosk"
 	@echo "         WeChat:       http://localhost:$${ANJU_GATEWAY_PORT:-8080}/wechat (set WECHAT_TOKEN first)"
-	@echo "         REST channel: http://localhost:$(RASA_PORT)/webhooks/rest/webhook (loopback only)"
+	@echo "         Rasa:         http://localhost:$(RASA_PORT)/webhooks/gateway/webhook (loopback only, with the token)"
 	@echo "Ctrl-C stops everything."
 	@$(PY) -m bot.conversations --prune
 	ANJU_MODEL=$(MODEL) RASA_PORT=$(RASA_PORT) ACTIONS_PORT=$(ACTIONS_PORT) $(VENV)/bin/honcho start -f Procfile
