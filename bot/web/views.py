@@ -16,6 +16,7 @@ from bot import db, throttle, tickets
 from bot.clients import keys
 from bot.clients.rasa import RasaUnavailable
 from bot.privacy import FORGOTTEN_REPLY_MARK, PRIVATE_REPLY_MARK
+from bot.text_normalization import clean_input
 from bot.throttle import SLOW_DOWN_TEXT
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,8 @@ async def _json_body(request: web.Request) -> Dict[str, Any] | web.Response:
     if not isinstance(body, dict):
         return json_error(400, "not_an_object", '请求应为JSON对象：{"sender": "...", "message": "..."}')
     sender = body.get("sender")
-    if not isinstance(sender, str) or not sender.strip() or len(sender) > 128:
-        return json_error(400, "bad_sender", "sender 应为1到128个字符的字符串")
+    if not isinstance(sender, str) or not sender.strip() or len(sender) > 128 or clean_input(sender) != sender:
+        return json_error(400, "bad_sender", "sender 应为1到128个字符的字符串，不含控制字符")
     return body
 
 
@@ -96,6 +97,7 @@ def chat_handler(door: str):
         sender, message = body["sender"], body.get("message")
         if not isinstance(message, str):
             return json_error(400, "bad_message", "message 应为字符串")
+        message = clean_input(message)  # no control, bidi, zero-width characters or lone surrogates reach Rasa
         if not message.strip():
             return json_error(400, "empty_message", "message 不能为空")
         if len(message) > MAX_MESSAGE_CHARS:
