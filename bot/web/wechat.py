@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bot.clients import keys, wechat
 from bot.clients.rasa import RasaUnavailable
+from bot.text_normalization import clean_input
 from bot.web.views import MAX_MESSAGE_CHARS, unavailable_text
 
 logger = logging.getLogger(__name__)
@@ -90,12 +91,12 @@ async def _wechat_answer(app: web.Application, fields: Dict[str, str]) -> str | 
             return await _ask_rasa_text(app, f"wechat:{open_id}", "/greet")
         return None  # unsubscribe, CLICK, VIEW, SCAN…: WeChat expects "success" and nobody is waiting for words
     if msg_type == "text":
-        message = (fields.get("Content") or "").strip()[:MAX_MESSAGE_CHARS]
+        message = clean_input(fields.get("Content") or "").strip()[:MAX_MESSAGE_CHARS]
         if not message:
             return EMPTY_TEXT_REPLY
         return await _answer_turn(app, fields, message)
     if msg_type == "voice":
-        heard = recognised_text(fields.get("Recognition"))[:MAX_MESSAGE_CHARS]
+        heard = recognised_text(clean_input(fields.get("Recognition") or ""))[:MAX_MESSAGE_CHARS]
         if not heard:
             return VOICE_NOT_RECOGNISED_REPLY
         prefix = UNSURE_VOICE_PREFIX.format(heard=heard) + "\n" if recognition_is_unsure(heard) else ""
