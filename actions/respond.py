@@ -17,6 +17,7 @@ from bot import dialogue, knowledge, privacy, rules, sealing
 from bot import settings as settings_module
 from bot.dialogue_services import DatabaseServices
 from bot.faq import FaqIndex
+from bot.text_normalization import clean_input
 
 logger = logging.getLogger(__name__)
 STATE_SLOTS = [f.name for f in dataclasses.fields(dialogue.State)]
@@ -26,11 +27,12 @@ PRIVATE_MARK = privacy.PRIVATE_REPLY_MARK
 
 def said(tracker: Tracker) -> str:
     """What the resident wrote: the user event keeps the original text; the parse data holds the NLU's normalized
-    copy (王三元 stays 王三元 here, though the NLU saw 王3元)."""
+    copy (王三元 stays 王三元 here, though the NLU saw 王3元). Cleaned as every door cleans it (a message sent to
+    Rasa some other way may still carry control or bidi characters), so nothing the core stores carries them."""
     for event in reversed(tracker.events):
         if event.get("event") == "user":
-            return event.get("text") or ""
-    return tracker.latest_message.get("text") or ""
+            return clean_input(event.get("text") or "")
+    return clean_input(tracker.latest_message.get("text") or "")
 
 
 def state_of(tracker: Tracker, s: settings_module.Settings) -> dialogue.State:
@@ -65,7 +67,7 @@ def transcript(tracker: Tracker) -> List[str]:
     lines = []
     for event in tracker.events[-40:]:
         if event.get("event") == "user" and event.get("text"):
-            lines.append(f"居民：{event['text']}")
+            lines.append(f"居民：{clean_input(event['text'])}")
         elif event.get("event") == "bot" and event.get("text"):
             lines.append(f"助手：{event['text']}")
     return lines[-20:]
