@@ -17,7 +17,7 @@ export PYTHONWARNINGS         := ignore
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install train layers run migrate demo-data import bench-import staff-admin staff-user shell test test-dialogues test-unit validate test-nlu test-conversations lint lock clean
+.PHONY: help install train layers run migrate demo-data import bench-import soak staff-admin staff-user shell test test-dialogues test-unit validate test-nlu test-conversations lint lock clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -80,6 +80,11 @@ test: install lint test-unit train validate test-nlu test-conversations ## every
 	@mkdir -p results; rc=0; TEST_POSTGRES_URL=$$(tools/test-postgres start) ANJU_MODEL=$(MODEL) \
 	  $(PY) -m pytest -q tests -m e2e --junitxml=results/e2e.xml || rc=$$?; \
 	  $(PY) tools/dialogue_report.py results/e2e.xml; exit $$rc
+
+SOAK_CLIENTS ?= 20
+SOAK_MINUTES ?= 20
+soak: train ## SOAK_CLIENTS (20) conversations at once for SOAK_MINUTES (20) on loopback: errors, latency, memory growth
+	$(PY) tools/soak.py --clients $(SOAK_CLIENTS) --minutes $(SOAK_MINUTES)
 
 test-dialogues: train ## residents' multi-turn conversations (tests/dialogues) against the real servers; prints the pass rate
 	@mkdir -p results; rc=0; TEST_POSTGRES_URL=$$(tools/test-postgres start) ANJU_MODEL=$(MODEL) \
