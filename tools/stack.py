@@ -89,7 +89,7 @@ class LocalStack:
             cwd=ROOT, env=self.env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         self._load_demo_ledger()
         for name, command in self.commands.items():
             log = (self.work / f"{name}.log").open("w")
@@ -123,7 +123,7 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 process.kill()
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc) -> None:
