@@ -22,6 +22,8 @@ from bot.text_normalization import clean_input
 logger = logging.getLogger(__name__)
 STATE_SLOTS = [f.name for f in dataclasses.fields(dialogue.State)]
 PARSE_TIMEOUT_SECONDS = 5
+# the answer is given up after this long (Rasa's own wait for an action is 5 minutes)
+ANSWER_DEADLINE_SECONDS = 8
 PRIVATE_MARK = privacy.PRIVATE_REPLY_MARK
 
 
@@ -113,7 +115,12 @@ class ActionRespond(Action):
         s = settings_module.load()
         try:
             before = state_of(tracker, s)
-            turn = await asyncio.to_thread(self._respond, tracker, before, s)
+            turn = await asyncio.wait_for(asyncio.to_thread(self._respond, tracker, before, s), ANSWER_DEADLINE_SECONDS)
+        except asyncio.TimeoutError:  # a database that hangs: Rasa would wait 5 minutes for us, the resident not
+            logger.error("action_respond took longer than %s s", ANSWER_DEADLINE_SECONDS)
+            contact = s.contact_placeholders()["contact"]
+            dispatcher.utter_message(text=f"抱歉，系统这会儿有点慢，请稍等一会儿再问一次。着急的话请联系{contact}。")
+            return []
         except Exception:  # the resident is never left without a reply
             logger.exception("action_respond failed")
             contact = s.contact_placeholders()["contact"]

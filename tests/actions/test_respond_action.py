@@ -196,3 +196,13 @@ async def test_a_verified_turn_carries_the_private_mark(demo_database):
     dispatcher = CollectingDispatcher()
     await ActionRespond().run(dispatcher, tracker("交通补贴多少钱", "ask_transport_subsidy"), {})
     assert all(m.get("custom") != respond.PRIVATE_MARK for m in dispatcher.messages)
+
+
+async def test_a_hanging_database_still_gets_a_reply_in_time(demo_database, monkeypatch):
+    import time
+
+    monkeypatch.setattr(respond, "ANSWER_DEADLINE_SECONDS", 0.5)
+    monkeypatch.setattr(ActionRespond, "_respond", staticmethod(lambda *a: time.sleep(3)))
+    started = time.monotonic()
+    [message], events = await run("医保怎么报销", "ask_medical")
+    assert time.monotonic() - started < 2 and "稍等" in message["text"] and events == []
