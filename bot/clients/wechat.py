@@ -1,8 +1,10 @@
-"""The WeChat Official Account (公众号) message protocol: signatures, safe-mode encryption, XML, the service API.
+"""The WeChat Official Account (公众号) message protocol: signatures, replay protection, safe-mode encryption, XML,
+the service API.
 
 Follows WeChat's public documentation: URL verification by SHA1 of the sorted token, timestamp and nonce; safe mode
 is AES-256-CBC with the EncodingAESKey (IV = first 16 bytes of the key, PKCS#7 padding to 32 bytes), the plaintext
-being 16 random bytes, the message length (4 bytes, big-endian), the message, and the AppID.
+being 16 random bytes, the message length (4 bytes, big-endian), the message, and the AppID. In safe mode the
+msg_signature also covers the ciphertext, so it is the only signature that vouches for the message itself.
 """
 
 from __future__ import annotations
@@ -10,19 +12,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import heapq
 import hmac
+import logging
 import os
+import re
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Callable, Dict, List, Tuple
 from xml.sax.saxutils import escape
 
 import aiohttp
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from defusedxml import ElementTree
 
+logger = logging.getLogger(__name__)
+
 _BLOCK = 32
+_SIGNATURE = re.compile(r"[0-9a-f]{40}")  # SHA1 in hex, as WeChat sends it
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # Unix seconds; ASCII digits only (int() would take "١٢٣" and " 12")
+MAX_NONCE_CHARS = 64  # WeChat's nonces are about ten digits
+SERVICE_API_TIMEOUT_SECONDS = 5.0
 
 
 class WeChatError(ValueError):
@@ -34,9 +45,64 @@ def signature(*parts: str) -> str:
 
 
 def check_signature(token: str, sig: str, timestamp: str, nonce: str, *extra: str) -> bool:
-    if not (token and sig and timestamp and nonce):
+    """Whether `sig` signs the token, timestamp, nonce (and `extra`). Any odd value (non-ASCII, too long, not hex)
+    is simply a wrong signature: hmac.compare_digest raises TypeError on non-ASCII str, so only hex gets that far."""
+    if not (token and timestamp and nonce and len(nonce) <= MAX_NONCE_CHARS and _SIGNATURE.fullmatch(sig)):
         return False
-    return hmac.compare_digest(signature(token, timestamp, nonce, *extra), sig)
+    return hmac.compare_digest(signature(token, timestamp, nonce, *extra).encode("ascii"), sig.encode("ascii"))
+
+
+class ReplayGuard:
+    """A signed request is good for five minutes either side of its timestamp, and for one message.
+
+    WeChat's `signature` covers only the token, timestamp and nonce, so a signed query string captured anywhere (a
+    proxy log, a browser history) would otherwise sign any body, for ever. The guard refuses timestamps outside the
+    window and remembers each (timestamp, nonce) with the message it carried for as long as the timestamp would be
+    accepted: what is forgotten can no longer be replayed. The memory is capped; when full, the entry closest to
+    expiring goes first (a signed request is needed to add one, so only WeChat's own traffic can fill it).
+    `clock` is Unix seconds, injectable for tests.
+    """
+
+    def __init__(
+        self, window_seconds: int = 300, max_entries: int = 100_000, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.window = window_seconds
+        self.max_entries = max_entries
+        self.clock = clock
+        self._messages: Dict[Tuple[str, str], str] = {}
+        self._expiries: List[Tuple[int, Tuple[str, str]]] = []  # a heap, soonest first
+
+    def skew(self, timestamp: str) -> float | None:
+        """How far the timestamp is from our clock, in seconds (positive: ahead); None if it is no timestamp."""
+        return int(timestamp) - self.clock() if _TIMESTAMP.fullmatch(timestamp) else None
+
+    def is_fresh(self, timestamp: str) -> bool:
+        skew = self.skew(timestamp)
+        return skew is not None and abs(skew) <= self.window
+
+    def remember(self, timestamp: str, nonce: str, message: str) -> str | None:
+        """None the first time this (timestamp, nonce) is seen, and it is recorded as carrying `message` (a digest);
+        afterwards, the message it was first seen with. Call only with a fresh timestamp."""
+        self._expire()
+        key = (timestamp, nonce)
+        if key in self._messages:
+            return self._messages[key]
+        while len(self._messages) >= self.max_entries:
+            _, oldest = heapq.heappop(self._expiries)
+            del self._messages[oldest]
+            logger.warning("WeChat nonce memory full (%d): forgot the entry closest to expiring", self.max_entries)
+        self._messages[key] = message
+        heapq.heappush(self._expiries, (int(timestamp) + self.window, key))
+        return None
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def _expire(self) -> None:
+        now = self.clock()
+        while self._expiries and self._expiries[0][0] < now:
+            _, key = heapq.heappop(self._expiries)
+            del self._messages[key]
 
 
 class Crypto:
@@ -49,6 +115,8 @@ class Crypto:
             raise WeChatError("EncodingAESKey is not valid base64") from e
         if len(self.key) != 32:
             raise WeChatError("EncodingAESKey must be 43 characters (32 bytes)")
+        if not app_id:
+            raise WeChatError("safe mode needs the AppID: every message names it, and one for another AppID is refused")
         self.app_id = app_id
 
     def _cipher(self) -> Cipher:
@@ -121,6 +189,13 @@ class Turn:
     delivered: str | None = None  # "passive" or "service"
 
 
+def turn_key(fields: Dict[str, str]) -> str:
+    """What WeChat's retries of one message share: the MsgId, or for events FromUserName + CreateTime (as WeChat's
+    documentation advises). The sender is part of it either way, so one resident's turn never answers another."""
+    open_id = fields.get("FromUserName", "")
+    return f"{open_id}:{fields.get('MsgId') or 'event@' + fields.get('CreateTime', '')}"
+
+
 class TurnCache:
     """Deduplicates retries: WeChat sends the same MsgId up to 3 times when it gets no answer within 5 s."""
 
@@ -144,37 +219,59 @@ class TurnCache:
 
 
 class ServiceApi:
-    """The customer-service message API (客服消息), with the access token fetched once and cached until it expires."""
+    """The customer-service message API (客服消息), with the access token fetched once and cached until it expires.
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, app_id: str, app_secret: str):
+    Every call has a timeout; any failure (unreachable, timed out, not JSON, refused) is a WeChatError whose message
+    names neither the URL nor the error's text, since the URLs carry the AppSecret and the access token."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        app_id: str,
+        app_secret: str,
+        timeout_seconds: float = SERVICE_API_TIMEOUT_SECONDS,
+    ):
         self._session = session
         self._base = base_url.rstrip("/")
         self._app_id, self._secret = app_id, app_secret
+        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._token: str | None = None
         self._expires = 0.0
         self._lock = asyncio.Lock()
+
+    async def _call(self, method: str, path: str, **kwargs) -> dict:
+        try:
+            async with self._session.request(method, self._base + path, timeout=self.timeout, **kwargs) as response:
+                data = await response.json(content_type=None)
+        except asyncio.TimeoutError as e:
+            raise WeChatError(f"WeChat API timed out after {self.timeout.total:g} s: {path}") from e
+        except aiohttp.ClientError as e:
+            raise WeChatError(f"WeChat API unreachable ({type(e).__name__}): {path}") from e
+        except ValueError as e:
+            raise WeChatError(f"WeChat API answered something that is not JSON: {path}") from e
+        if not isinstance(data, dict):
+            raise WeChatError(f"WeChat API answered something that is not a JSON object: {path}")
+        return data
 
     async def access_token(self) -> str:
         async with self._lock:
             if self._token and time.monotonic() < self._expires:
                 return self._token
             params = {"grant_type": "client_credential", "appid": self._app_id, "secret": self._secret}
-            async with self._session.get(f"{self._base}/cgi-bin/token", params=params) as response:
-                data = await response.json(content_type=None)
-            if "access_token" not in data:
+            data = await self._call("GET", "/cgi-bin/token", params=params)
+            if not isinstance(data.get("access_token"), str):
                 raise WeChatError(f"no access token: errcode {data.get('errcode')}")
             self._token = data["access_token"]
             # renew five minutes early, as WeChat advises
-            self._expires = time.monotonic() + max(60, int(data.get("expires_in", 7200)) - 300)
+            expires_in = data.get("expires_in")
+            self._expires = time.monotonic() + max(60, (expires_in if isinstance(expires_in, int) else 7200) - 300)
             return self._token
 
     async def send_text(self, open_id: str, content: str) -> None:
         token = await self.access_token()
         payload = {"touser": open_id, "msgtype": "text", "text": {"content": content}}
-        async with self._session.post(
-            f"{self._base}/cgi-bin/message/custom/send", params={"access_token": token}, json=payload
-        ) as response:
-            data = await response.json(content_type=None)
+        data = await self._call("POST", "/cgi-bin/message/custom/send", params={"access_token": token}, json=payload)
         if data.get("errcode", 0) != 0:
             if data.get("errcode") in (40001, 42001):  # token invalid or expired: fetch a new one next time
                 self._token = None

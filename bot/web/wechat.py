@@ -1,12 +1,17 @@
 """The WeChat Official Account callback (/wechat): verifies, decrypts and parses WeChat's requests (bot.clients.wechat
 speaks the protocol), asks Rasa, and answers passively within WeChat's 5 s or later through the service API.
 
+A request counts as WeChat's when its signature is right, its timestamp within 5 minutes of our clock and its nonce
+not used before, and, when an EncodingAESKey is configured, when it comes in safe mode with a right msg_signature.
+Without WECHAT_TOKEN the door answers 503.
+
 Text, and voice that WeChat has recognised (<Recognition>), go to Rasa; every other message gets a short polite reply
 in words, so a resident never meets silence. Events other than subscribe get "success", as the protocol wants."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import time
@@ -17,6 +22,7 @@ from aiohttp import web
 
 from bot.clients import keys, wechat
 from bot.clients.rasa import RasaUnavailable
+from bot.settings import Settings
 from bot.text_normalization import clean_input
 from bot.web.views import MAX_MESSAGE_CHARS, unavailable_text
 
@@ -36,50 +42,119 @@ NOT_TEXT_REPLIES = {
     "link": "谢谢您分享的链接！不过我打不开链接，请用文字说说您想问的事。",
     "file": "谢谢您发来的文件！不过我打不开文件，请用文字说说您想问什么；要交材料的话，请找社区工作人员。",
 }
+NOT_CONFIGURED = "微信公众号接口未配置。WeChat is not configured on this server."
 OTHER_MESSAGE_REPLY = "您好，这种消息我暂时看不了。请直接打字问我，比如“去外省打工有交通补贴吗”。"
 _CHINESE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
+def setup_wechat(app: web.Application, settings: Settings) -> None:
+    """The WeChat door's shared state. Refuses to start with safe mode half configured: without the AppID, safe mode
+    could not tell a message for this account from one for another."""
+    if settings.wechat_aes_key and not settings.wechat_app_id:
+        raise RuntimeError(
+            "WECHAT_ENCODING_AES_KEY is set but WECHAT_APP_ID is empty: safe mode needs the Official Account's AppID "
+            "(公众号 AppID) to check whom each message is for. Set WECHAT_APP_ID, or unset WECHAT_ENCODING_AES_KEY."
+        )
+    try:
+        crypto = wechat.Crypto(settings.wechat_aes_key, settings.wechat_app_id) if settings.wechat_aes_key else None
+    except wechat.WeChatError as e:
+        raise RuntimeError(f"WECHAT_ENCODING_AES_KEY is not usable: {e}") from None
+    if settings.wechat_token and crypto is None:
+        logger.warning(
+            "WeChat plaintext mode (明文模式): message bodies are not signed, so anyone holding a fresh signed URL can "
+            "post as any resident; set WECHAT_ENCODING_AES_KEY and WECHAT_APP_ID for safe mode (安全模式)"
+        )
+    app[keys.WECHAT_CRYPTO] = crypto
+    app[keys.WECHAT_TURNS] = wechat.TurnCache()
+    app[keys.WECHAT_REPLAYS] = wechat.ReplayGuard()
+
+
 async def wechat_verify(request: web.Request) -> web.Response:
-    """URL verification: echo `echostr` when the signature is right."""
-    settings = request.app[keys.SETTINGS]
+    """URL verification: echo `echostr` when the signature is right, fresh, and not seen before."""
+    refusal = _refuse_unsigned(request)
+    if refusal is not None:
+        return refusal
     q = request.query
-    signed = (q.get("signature", ""), q.get("timestamp", ""), q.get("nonce", ""))
-    if not wechat.check_signature(settings.wechat_token, *signed):
-        return web.Response(status=403, text="forbidden")
+    if request.app[keys.WECHAT_REPLAYS].remember(q["timestamp"], q["nonce"], "url verification") is not None:
+        return _refuse("a replayed timestamp and nonce")
     return web.Response(text=q.get("echostr", ""))
 
 
 async def wechat_message(request: web.Request) -> web.Response:
+    """One message or event from WeChat, answered passively (text XML, encrypted in safe mode) or with "success".
+
+    With an EncodingAESKey configured, only safe mode is accepted: encrypt_type=aes and a msg_signature over the
+    ciphertext, which is what vouches for the message (the query's `signature` signs no body). Every (timestamp,
+    nonce) is good for one message (ReplayGuard). A repeat of one is refused, with one exception: in safe mode, a
+    repeat carrying the very same message (its msg_signature valid, so it comes from WeChat or is a byte-for-byte
+    copy of what WeChat sent) while that message's turn is still cached gets that turn's answer, as WeChat's own
+    retries do; it never starts a turn, and the answer goes out encrypted, readable only by WeChat. In plaintext mode
+    no repeat is answered: the body is not signed, and the answer would go out in clear to whoever sent it.
+    """
+    refusal = _refuse_unsigned(request)
+    if refusal is not None:
+        return refusal
     settings = request.app[keys.SETTINGS]
+    crypto = request.app[keys.WECHAT_CRYPTO]
     q = request.query
-    timestamp, nonce = q.get("timestamp", ""), q.get("nonce", "")
-    if not wechat.check_signature(settings.wechat_token, q.get("signature", ""), timestamp, nonce):
-        return web.Response(status=403, text="forbidden")
-    safe_mode = q.get("encrypt_type") == "aes"
+    timestamp, nonce = q["timestamp"], q["nonce"]
+    if crypto is not None and q.get("encrypt_type") != "aes":
+        return _refuse("not in safe mode, while an EncodingAESKey is configured")
+    if crypto is None and q.get("encrypt_type") == "aes":
+        return _refuse("safe mode, while no EncodingAESKey is configured")
     try:
-        fields = wechat.parse_xml(await request.read())
-        if safe_mode:
-            crypto = request.app[keys.WECHAT_CRYPTO]
-            if crypto is None:
-                return web.Response(status=403, text="safe mode is not configured")
+        message = await request.read()
+        fields = wechat.parse_xml(message)
+        if crypto is not None:
             encrypted = fields.get("Encrypt", "")
             signed = (q.get("msg_signature", ""), timestamp, nonce, encrypted)
             if not wechat.check_signature(settings.wechat_token, *signed):
-                return web.Response(status=403, text="forbidden")
-            fields = wechat.parse_xml(crypto.decrypt(encrypted).encode("utf-8"))
+                return _refuse("bad or missing msg_signature")
+            message = crypto.decrypt(encrypted).encode("utf-8")
+            fields = wechat.parse_xml(message)
     except wechat.WeChatError as e:
         logger.warning("refused a WeChat message: %s", e)
         return web.Response(status=400, text="bad request")
 
-    open_id, account = fields.get("FromUserName", ""), fields.get("ToUserName", "")
-    content = await _wechat_answer(request.app, fields)
+    digest = hashlib.sha256(message).hexdigest()
+    first_seen_with = request.app[keys.WECHAT_REPLAYS].remember(timestamp, nonce, digest)
+    if first_seen_with is None:
+        content = await _wechat_answer(request.app, fields)
+    else:
+        same = crypto is not None and first_seen_with == digest
+        turn = request.app[keys.WECHAT_TURNS].get(wechat.turn_key(fields)) if same else None
+        if turn is None:
+            return _refuse("a replayed timestamp and nonce")
+        content = await _passive_answer(request.app, turn)
     if content is None:
         return web.Response(text="success")
-    reply = wechat.text_reply(open_id, account, content)
-    if safe_mode:
-        reply = wechat.encrypted_reply(request.app[keys.WECHAT_CRYPTO], settings.wechat_token, reply, nonce)
+    reply = wechat.text_reply(fields.get("FromUserName", ""), fields.get("ToUserName", ""), content)
+    if crypto is not None:
+        reply = wechat.encrypted_reply(crypto, settings.wechat_token, reply, nonce)
     return web.Response(text=reply, content_type="application/xml")
+
+
+def _refuse_unsigned(request: web.Request) -> web.Response | None:
+    """503 when WeChat is not configured; 403 unless the query is signed with our token and its timestamp is within
+    five minutes of our clock. Nothing of the query is logged: the signature and nonce would let a reader replay it."""
+    token = request.app[keys.SETTINGS].wechat_token
+    if not token:
+        return web.Response(status=503, text=NOT_CONFIGURED)
+    q = request.query
+    timestamp, nonce = q.get("timestamp", ""), q.get("nonce", "")
+    if not wechat.check_signature(token, q.get("signature", ""), timestamp, nonce):
+        return web.Response(status=403, text="forbidden")  # not logged: anyone on the network can send these
+    replays = request.app[keys.WECHAT_REPLAYS]
+    if not replays.is_fresh(timestamp):
+        skew = replays.skew(timestamp)
+        off = "is not a Unix time" if skew is None else f"is {skew:+.0f} s off our clock"
+        return _refuse(f"the timestamp {off} (more than {replays.window} s: a replay, or a clock is wrong)")
+    return None
+
+
+def _refuse(why: str) -> web.Response:
+    logger.warning("refused a signed WeChat request: %s", why)
+    return web.Response(status=403, text="forbidden")
 
 
 async def _wechat_answer(app: web.Application, fields: Dict[str, str]) -> str | None:
@@ -122,13 +197,18 @@ async def _answer_turn(app: web.Application, fields: Dict[str, str], message: st
     """Rasa's answer to one resident message, asked once per MsgId however often WeChat retries; None when the
     answer is not ready within the deadline (it then goes through the service API)."""
     open_id = fields.get("FromUserName", "")
-    key = fields.get("MsgId") or f"{open_id}:{fields.get('CreateTime', '')}"
+    key = wechat.turn_key(fields)
     cache: wechat.TurnCache = app[keys.WECHAT_TURNS]
     turn = cache.get(key)
     if turn is None:
         task = asyncio.ensure_future(_ask_rasa_text(app, f"wechat:{open_id}", message, prefix))
         turn = cache.add(key, wechat.Turn(task))
         task.add_done_callback(lambda _t: _deliver_late(app, turn, open_id))
+    return await _passive_answer(app, turn)
+
+
+async def _passive_answer(app: web.Application, turn: wechat.Turn) -> str | None:
+    """The turn's answer if it comes within WeChat's deadline and the service API has not sent it already; else None."""
     deadline = app[keys.SETTINGS].wechat_reply_deadline - (time.monotonic() - turn.created)
     try:
         content = await asyncio.wait_for(asyncio.shield(turn.task), timeout=max(0.0, deadline))
@@ -154,7 +234,10 @@ def _deliver_late(app: web.Application, turn: wechat.Turn, open_id: str) -> None
         except (wechat.WeChatError, OSError, asyncio.TimeoutError) as e:
             logger.error("could not deliver a late answer through the service API: %s", e)
 
-    app[keys.BACKGROUND].add(asyncio.ensure_future(send()))
+    background = app[keys.BACKGROUND]
+    task = asyncio.ensure_future(send())
+    background.add(task)  # kept until done, so that it is not collected half-way and shutdown can wait for it
+    task.add_done_callback(background.discard)
 
 
 async def _ask_rasa_text(app: web.Application, sender: str, message: str, prefix: str = "") -> str:
