@@ -24,6 +24,7 @@ from bot.clients import keys, wechat
 from bot.clients.rasa import RasaUnavailable
 from bot.settings import Settings
 from bot.text_normalization import clean_input
+from bot.throttle import SLOW_DOWN_TEXT
 from bot.web.views import MAX_MESSAGE_CHARS, unavailable_text
 
 logger = logging.getLogger(__name__)
@@ -201,6 +202,8 @@ async def _answer_turn(app: web.Application, fields: Dict[str, str], message: st
     cache: wechat.TurnCache = app[keys.WECHAT_TURNS]
     turn = cache.get(key)
     if turn is None:
+        if app[keys.THROTTLE].conversations.take(f"wechat:{open_id}"):
+            return SLOW_DOWN_TEXT  # a new message over the per-conversation limit (WeChat's retries are not counted)
         task = asyncio.ensure_future(_ask_rasa_text(app, f"wechat:{open_id}", message, prefix))
         turn = cache.add(key, wechat.Turn(task))
         task.add_done_callback(lambda _t: _deliver_late(app, turn, open_id))
