@@ -6,6 +6,9 @@ from aiohttp import web
 
 from bot.staff import views as staff
 
+# a database id in a URL: few enough digits for any integer column (SQLite raised OverflowError past 2**63)
+ID = "[0-9]{1,9}"
+
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/staff/login", staff.login_form)
@@ -18,10 +21,10 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/staff/audit", staff.audit_log)
     app.router.add_get("/staff/users", staff.users)
     app.router.add_post("/staff/users", staff.create_user)
-    app.router.add_post("/staff/users/{user_id:\\d+}/disable", staff.disable_user)
+    app.router.add_post("/staff/users/{user_id:" + ID + "}/disable", staff.disable_user)
     app.router.add_get("/staff/unanswered", staff.unanswered)
     app.router.add_post("/staff/unanswered/handled", staff.mark_handled)
     app.router.add_get("/staff/unanswered/export.yml", staff.export_unanswered)
     app.router.add_get("/staff/tickets", staff.ticket_list)
-    app.router.add_post("/staff/tickets/{ticket_id:\\d+}/reply", staff.ticket_reply)
-    app.router.add_post("/staff/tickets/{ticket_id:\\d+}/close", staff.ticket_close)
+    app.router.add_post("/staff/tickets/{ticket_id:" + ID + "}/reply", staff.ticket_reply)
+    app.router.add_post("/staff/tickets/{ticket_id:" + ID + "}/close", staff.ticket_close)

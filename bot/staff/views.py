@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import secrets
 import uuid
 from collections import Counter
@@ -22,6 +23,7 @@ from bot.clients.rasa import RasaUnavailable
 from bot.faq import tokens
 from bot.models import Unanswered, utcnow
 from bot.privacy import mask_id, mask_phone
+from bot.staff import forms
 
 logger = logging.getLogger(__name__)
 COOKIE = "anju_staff"
@@ -88,8 +90,8 @@ async def staff_gate(request: web.Request, handler):
             raise web.HTTPFound("/staff/login")
         return web.Response(status=403, text="请先登录", content_type="text/plain", charset="utf-8")
     if request.method == "POST":
-        form = await request.post()
-        if not secrets.compare_digest(str(form.get("csrf", "")), staff["csrf"]):
+        form = await forms.posted(request)
+        if not forms.same_token(form.get("csrf"), staff["csrf"]):
             return web.Response(
                 status=403, text="表单已过期，请刷新页面再试", content_type="text/plain", charset="utf-8"
             )
@@ -114,9 +116,9 @@ async def login_form(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await forms.posted(request)
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not cookie or not secrets.compare_digest(str(form.get("csrf", "")), cookie):
+    if not cookie or not forms.same_token(form.get("csrf"), cookie):
         return web.Response(status=403, text="表单已过期，请刷新页面再试", content_type="text/plain", charset="utf-8")
     username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
     settings = request.app[keys.SETTINGS]
@@ -176,7 +178,7 @@ def _hits(request: web.Request, q: str) -> List[Dict[str, str]]:
 
 
 async def home(request: web.Request) -> web.Response:
-    q = request.query.get("q", "").strip()[:200]
+    q = forms.query_text(request, "q", 200)
     return render(request, "home.html", title="查答案", q=q, hits=_hits(request, q) if q else [])
 
 
@@ -207,7 +209,7 @@ def _household_row(h) -> Dict[str, str]:
 
 
 async def households(request: web.Request) -> web.Response:
-    q = request.query.get("q", "").strip()[:64]
+    q = forms.query_text(request, "q", 64)
     results = await run_db(lambda session: [_household_row(h) for h in repository.find_households(session, q)])
     locked = await run_db(
         lambda session: [
@@ -223,7 +225,7 @@ async def households(request: web.Request) -> web.Response:
 
 
 async def household(request: web.Request) -> web.Response:
-    household_id = request.match_info["household_id"]
+    household_id = forms.path_text(request, "household_id")
     username = request["staff"]["user"]["username"]
     policy = rules.PolicyFacts.from_knowledge(knowledge.load().entries)
 
@@ -423,7 +425,7 @@ async def unanswered(request: web.Request) -> web.Response:
 
 
 async def mark_handled(request: web.Request) -> web.Response:
-    ids = [int(i) for i in str(request["form"].get("ids", "")).split(",") if i.strip().isdigit()]
+    ids = [int(i) for i in str(request["form"].get("ids", "")).split(",") if re.fullmatch(r"\s*[0-9]{1,9}\s*", i)]
 
     await run_db(tickets.mark_handled, ids)
     raise web.HTTPFound("/staff/unanswered")
