@@ -4,6 +4,8 @@ the Procfile, on a database of their own with the demo ledger, stopped by proces
     with LocalStack(workdir) as stack:  # waits until every part answers
         stack.url                      # the gateway
         stack.rss_mb()                 # {"actions": …, "rasa": …, "gateway": …}
+        stack.rasa_urls                # every Rasa server behind the gateway (its gateway channel wants stack.token())
+        stack.up_after                 # seconds from starting the processes until each one answered its health check
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class LocalStack:
         self.model = model
         ports = {name: free_port() for name in ("actions", "rasa", "gateway")}
         self.url = f"http://127.0.0.1:{ports['gateway']}"
+        self.rasa_url = f"http://127.0.0.1:{ports['rasa']}"
+        self.rasa_urls = [self.rasa_url]
         database = f"sqlite:///{work / 'anju.sqlite3'}"
         self.env = {
             **os.environ,
@@ -52,7 +56,7 @@ class LocalStack:
             "DATABASE_URL": database,
             "ANJU_TRACKER_URL": f"sqlite:///{work / 'conversations.sqlite3'}",
             "ANJU_SECRET_FILE": str(work / "secret.key"),
-            "ANJU_RASA_URL": f"http://127.0.0.1:{ports['rasa']}",
+            "ANJU_RASA_URL": self.rasa_url,
             "ANJU_ACTIONS_URL": f"http://127.0.0.1:{ports['actions']}",
             "ANJU_GATEWAY_HOST": "127.0.0.1",
             "ANJU_GATEWAY_PORT": str(ports["gateway"]),
@@ -81,6 +85,8 @@ class LocalStack:
             "gateway": f"{self.url}/healthz",
         }
         self.processes: Dict[str, subprocess.Popen] = {}
+        self.spawned_at = 0.0  # time.monotonic() when the processes were started
+        self.up_after: Dict[str, float] = {}
 
     def _load_demo_ledger(self) -> None:
         subprocess.run(
@@ -91,6 +97,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         self._load_demo_ledger()
+        self.spawned_at = time.monotonic()
         for name, command in self.commands.items():
             log = (self.work / f"{name}.log").open("w")
             self.processes[name] = subprocess.Popen(
@@ -103,6 +110,7 @@ class LocalStack:
                     raise RuntimeError(f"{name} exited: see {self.work / (name + '.log')}")
                 try:
                     if requests.get(url, timeout=2).ok:
+                        self.up_after[name] = time.monotonic() - self.spawned_at
                         break
                 except requests.RequestException:
                     pass
@@ -110,6 +118,13 @@ class LocalStack:
                     raise RuntimeError(f"{name} did not come up: see {self.work / (name + '.log')}")
                 time.sleep(1)
         return self
+
+    def token(self) -> str:
+        """The bearer token of the Rasa servers' gateway channel (bot.sealing.rasa_token, with this stack's secret)."""
+        return subprocess.run(
+            [sys.executable, "-c", "from bot import sealing; print(sealing.rasa_token())"],
+            cwd=ROOT, env=self.env, check=True, capture_output=True, text=True,
+        ).stdout.strip()  # fmt: skip
 
     def rss_mb(self) -> Dict[str, float]:
         return {name: rss_mb(p.pid) for name, p in self.processes.items() if p.poll() is None}
