@@ -69,11 +69,8 @@ class Stack:
                 "--credentials", str(ROOT / "credentials.yml"), "--endpoints", str(endpoints),
             ],
         }  # fmt: skip
-        self.processes = {}
-        for name, command in commands.items():
-            self.processes[name] = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=self.logs[name].open("w"), stderr=subprocess.STDOUT
-            )
+        self._commands, self._env = commands, env
+        self.processes = {name: self._start(name, "w") for name in commands}
         self.base = f"http://127.0.0.1:{rasa_port}"
         # Rasa's REST contract on the gateway channel, which wants the token (bot.sealing); no HTTP API
         self.rest = f"{self.base}/webhooks/gateway/webhook"
@@ -84,6 +81,20 @@ class Stack:
         for name, url in self.health.items():
             _wait_until_up(url, self.processes[name], self.logs[name])
         return self
+
+    def _start(self, name: str, log_mode: str = "a") -> subprocess.Popen:
+        log = self.logs[name].open(log_mode)
+        return subprocess.Popen(self._commands[name], cwd=ROOT, env=self._env, stdout=log, stderr=subprocess.STDOUT)
+
+    def restart(self, name: str) -> None:
+        """Starts "actions" or "rasa" again on its port (killing it first if it still runs), and waits until it is up;
+        the other process is left alone. Its log goes on in the same file."""
+        old = self.processes[name]
+        if old.poll() is None:
+            old.kill()
+        old.wait(timeout=30)
+        self.processes[name] = self._start(name)
+        _wait_until_up(self.health[name], self.processes[name], self.logs[name])
 
     def stored_events(self, sender: str) -> list:
         """The conversation as the tracker store keeps it, read straight from its database (no Rasa HTTP API)."""
@@ -149,7 +160,7 @@ def stack(request, stacks):
 class Gateway:
     """`python -m bot.web` on a free port, in front of a stack."""
 
-    def __init__(self, work: Path, stack: "Stack", idle_seconds: int = 90):
+    def __init__(self, work: Path, stack: "Stack", idle_seconds: int = 90, env: dict | None = None):
         self.port = _free_port()
         self.log = work / "gateway.log"
         env = {
@@ -163,6 +174,7 @@ class Gateway:
             # the tests type faster than any resident; throttling is tested in tests/bot/test_api.py
             "ANJU_RATE_LIMIT_PER_IP": "0",
             "ANJU_RATE_LIMIT_BURST": "1000",
+            **(env or {}),
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot.web"], cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT
