@@ -107,7 +107,9 @@ def run(fn: Callable[..., T], *args) -> T:
 
 
 def ping(session: Session) -> bool:
-    return session.execute(text("SELECT 1")).scalar() == 1
+    """Whether the database can be read: a table, since SQLite answers `SELECT 1` without opening the file, so even
+    while another connection holds it locked (BEGIN EXCLUSIVE)."""
+    return session.execute(text("SELECT count(*) FROM alembic_version")).scalar() is not None
 
 
 def dispose(url: str | None = None) -> None:

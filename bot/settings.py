@@ -54,6 +54,11 @@ class Settings:
     secret_file: Path = field(default_factory=lambda: Path(_env("ANJU_SECRET_FILE", str(ROOT / "run" / "secret.key"))))
     # how long a household check holds in one conversation before the resident is asked again
     verified_minutes: int = field(default_factory=lambda: int(_env("ANJU_VERIFIED_MINUTES", "30")))
+    # a resident at the chat page, the kiosk or /api/chat hears back within this long (WeChat's 5 s, less the way
+    # there): when Rasa has not answered by then, a polite "please send it again" instead
+    reply_deadline_seconds: float = field(default_factory=lambda: float(_env("ANJU_REPLY_DEADLINE", "4.5")))
+    # how long the gateway waits for Rasa where nobody is left waiting on the line: WeChat's turns (passively within
+    # WECHAT_REPLY_DEADLINE, later through the service API) and the staff console's test questions
     rasa_timeout_seconds: float = field(default_factory=lambda: float(_env("ANJU_RASA_TIMEOUT", "15")))
     # throttling (bot/throttle.py): per conversation a burst, then so many a second; messages a minute from one
     # client address (0: off), and the proxies whose

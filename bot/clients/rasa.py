@@ -1,5 +1,5 @@
 """Talks to the Rasa server's gateway channel (Rasa's REST contract behind a token, policies/gateway_channel.py) with
-aiohttp, with a timeout; failures become RasaUnavailable."""
+aiohttp, with a timeout; failures become RasaUnavailable (RasaTooSlow when the time ran out)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ import aiohttp
 
 class RasaUnavailable(Exception):
     """Rasa did not answer in time, or not at all."""
+
+
+class RasaTooSlow(RasaUnavailable):
+    """Rasa did not answer within the time given (it may be busy, or hung); it may still be working on the message."""
 
 
 class RasaClient:
@@ -31,24 +35,33 @@ class RasaClient:
         self._headers = {"Authorization": f"Bearer {token}"}
 
     async def send(
-        self, sender: str, message: str, channel: str, metadata: Dict[str, Any] | None = None
+        self,
+        sender: str,
+        message: str,
+        channel: str,
+        metadata: Dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> List[Dict[str, Any]]:
-        """Rasa's replies to one message: [{"recipient_id", "text", "buttons"?}, …]."""
+        """Rasa's replies to one message: [{"recipient_id", "text", "buttons"?}, …], within `timeout` seconds (the
+        client's timeout when None), waiting for a free slot included."""
         payload = {"sender": sender, "message": message, "input_channel": channel, "metadata": metadata or {}}
+        total = self._timeout.total if timeout is None else timeout
         started = time.monotonic()
         try:
-            await asyncio.wait_for(self._slots.acquire(), self._timeout.total)
+            await asyncio.wait_for(self._slots.acquire(), total)
         except asyncio.TimeoutError as e:
-            raise RasaUnavailable("too many requests in flight to Rasa") from e
+            raise RasaTooSlow("too many requests in flight to Rasa") from e
         try:
-            left = aiohttp.ClientTimeout(total=max(0.1, self._timeout.total - (time.monotonic() - started)))
+            left = aiohttp.ClientTimeout(total=max(0.1, total - (time.monotonic() - started)))
             async with self._session.post(
                 f"{self._base}/webhooks/gateway/webhook", json=payload, headers=self._headers, timeout=left
             ) as response:
                 if response.status != 200:
                     raise RasaUnavailable(f"Rasa answered HTTP {response.status}")
                 replies = await response.json(content_type=None)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+        except asyncio.TimeoutError as e:
+            raise RasaTooSlow(f"no answer within {total:g} s") from e
+        except (aiohttp.ClientError, ValueError) as e:
             raise RasaUnavailable(str(e) or e.__class__.__name__) from e
         finally:
             self._slots.release()

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from bot import db, throttle, tickets
 from bot.clients import keys
-from bot.clients.rasa import RasaUnavailable
+from bot.clients.rasa import RasaTooSlow, RasaUnavailable
 from bot.privacy import FORGOTTEN_REPLY_MARK, PRIVATE_REPLY_MARK
 from bot.text_normalization import clean_input
 from bot.throttle import SLOW_DOWN_TEXT
@@ -22,6 +22,7 @@ from bot.throttle import SLOW_DOWN_TEXT
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 2000
+HEALTH_CHECK_SECONDS = 2  # each dependency's check; they run side by side, so /healthz answers within about this
 # readable Chinese in the JSON, not \u escapes
 json_response = functools.partial(web.json_response, dumps=functools.partial(json.dumps, ensure_ascii=False))
 
@@ -35,9 +36,14 @@ def unavailable_text(settings) -> str:
     return f"抱歉，助手暂时忙不过来，请稍后再试。着急的话请联系{contact}。"
 
 
+def slow_text(settings) -> str:
+    contact = settings.contact_placeholders()["contact"]
+    return f"抱歉，助手这会儿有点慢，没能及时回答，请稍后再试，把这句话再发一次。着急的话请联系{contact}。"
+
+
 def no_answer_text(settings) -> str:
     contact = settings.contact_placeholders()["contact"]
-    return f"抱歉，这一句我这边没能回答上来，请换个说法再问一次。着急的话请联系{contact}。"
+    return f"抱歉，这一句我这边没能回答上来，请稍后再问一次，或者换个说法。着急的话请联系{contact}。"
 
 
 # ---------------------------------------------------------------- pages
@@ -110,17 +116,21 @@ def chat_handler(door: str):
             response = json_response([{"recipient_id": sender, "text": SLOW_DOWN_TEXT}], status=429)
             response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
             return response
+        settings = request.app[keys.SETTINGS]
         try:
-            replies = await request.app[keys.RASA].send(conversation, message, door)
+            # the resident is waiting: an answer, or a polite word, within the reply deadline
+            replies = await request.app[keys.RASA].send(
+                conversation, message, door, timeout=settings.reply_deadline_seconds
+            )
         except RasaUnavailable as e:
             logger.warning("Rasa unavailable for a %s message: %s", door, e)
-            text = unavailable_text(request.app[keys.SETTINGS])
+            text = slow_text(settings) if isinstance(e, RasaTooSlow) else unavailable_text(settings)
             return json_response([{"recipient_id": sender, "text": text}], status=503)
         replies = for_client(replies, sender)
         if not any(r.get("text") for r in replies):
             # Rasa answered nothing (an action failed, the action server is down): the resident still gets words
             logger.warning("Rasa returned no text for a %s message", door)
-            replies.append({"recipient_id": sender, "text": no_answer_text(request.app[keys.SETTINGS])})
+            replies.append({"recipient_id": sender, "text": no_answer_text(settings)})
         return json_response(replies)
 
     return handle
@@ -171,11 +181,15 @@ def client_address(request: web.Request) -> str | None:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Each dependency ok or down, checked side by side, each within HEALTH_CHECK_SECONDS: a hung part (a stopped
+    process, a locked database) is reported down in about that time, not after its own timeouts."""
     settings = request.app[keys.SETTINGS]
     rasa = request.app[keys.RASA]
     started = time.perf_counter()
     rasa_ok, actions_ok, database_ok = await asyncio.gather(
-        rasa.healthy(), rasa.healthy(settings.actions_url.rstrip("/") + "/health"), _database_ok()
+        _within(rasa.healthy()),
+        _within(rasa.healthy(settings.actions_url.rstrip("/") + "/health")),
+        _within(_database_ok()),
     )
     dependencies = {"rasa": rasa_ok, "action_server": actions_ok, "database": database_ok}
     ok = all(dependencies.values())
@@ -189,9 +203,16 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
+async def _within(check) -> bool:
+    try:
+        return await asyncio.wait_for(check, HEALTH_CHECK_SECONDS)
+    except asyncio.TimeoutError:
+        return False
+
+
 async def _database_ok() -> bool:
     try:
         return await asyncio.to_thread(db.run, db.ping)
-    except Exception:  # any failure means the same thing here: not reachable
-        logger.exception("database health check failed")
+    except Exception as e:  # any failure means the same thing here: not reachable; the first line says why
+        logger.warning("database health check failed: %s", (str(e).splitlines() or [type(e).__name__])[0])
         return False

@@ -77,9 +77,9 @@ async def test_rasa_down_gets_a_friendly_message(make_client, settings):
 
 async def test_rasa_slow_gets_a_friendly_message(make_client, settings, upstream):
     upstream.delay = 1.5
-    client = await make_client(dataclasses.replace(settings, rasa_timeout_seconds=0.3))
+    client = await make_client(dataclasses.replace(settings, reply_deadline_seconds=0.3))
     status, replies = await chat(client, {"sender": "u", "message": "你好"})
-    assert status == 503 and "稍后再试" in replies[0]["text"]
+    assert status == 503 and "有点慢" in replies[0]["text"] and "稍后再试" in replies[0]["text"]
 
 
 async def test_health(client, make_client, settings):
