@@ -59,8 +59,15 @@ def upgrade(url: str | None = None) -> str:
         engine.dispose()
 
 
+def ours(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic's include_object: Rasa's tracker store keeps its `events` table in the same PostgreSQL database; it is
+    not ours to migrate, and autogenerate must not propose dropping it."""
+    return not (type_ == "table" and reflected and compare_to is None and name == "events")
+
+
 def drop_all(url: str) -> None:
-    """Drops every table and the revision with them (tests and benchmarks start from an empty database)."""
+    """Drops every table, the revision and the conversations Rasa keeps beside them on PostgreSQL (tests and
+    benchmarks start from an empty database)."""
     from bot.models import Base
 
     engine = db.make_engine(url)
@@ -68,6 +75,7 @@ def drop_all(url: str) -> None:
         Base.metadata.drop_all(engine)
         with engine.begin() as connection:
             connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+            connection.exec_driver_sql("DROP TABLE IF EXISTS events")  # Rasa's SQL tracker store
     finally:
         engine.dispose()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from bot import db
+from bot import db, migrate
 from bot.models import Base
 
 config = context.config
@@ -26,7 +26,10 @@ def run_migrations_online() -> None:
 def _run(connection) -> None:
     # SQLite cannot ALTER most things in place: batch mode copies the table, as Alembic documents
     context.configure(
-        connection=connection, target_metadata=target_metadata, render_as_batch=connection.dialect.name == "sqlite"
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        include_object=migrate.ours,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,6 +1,8 @@
 """Alembic manages the schema: an empty database and one made by the pre-migration code (create_all) both reach the
 current revision, with every table and column of bot.models, on SQLite and PostgreSQL."""
 
+import datetime as dt
+
 from alembic import command
 from sqlalchemy import inspect
 
@@ -52,3 +54,63 @@ def test_the_migrate_command_upgrades_the_configured_database(empty_database_url
     assert migrate.head() in capsys.readouterr().out
     assert migrate.main(["current"]) == 0
     assert capsys.readouterr().out.strip() == migrate.head()
+
+
+def test_revision_0003_keeps_accounts_and_groups_earlier_questions(empty_database_url):
+    """Login locks become throttles (staff_users.locked_until goes), and unanswered questions written before groups
+    were kept are grouped the first time the staff console lists them; the revision also goes back down."""
+    from sqlalchemy import text
+
+    from bot import accounts, tickets
+
+    url = empty_database_url
+    config = migrate.alembic_config(url)
+    command.upgrade(config, "0002")
+    engine = db.make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO staff_users (username, password_hash, role, active, failed_logins, locked_until,"
+                " created_at) VALUES ('clerk1', :hash, 'staff', :yes, 3, :now, :now)"
+            ),
+            {"hash": accounts.hash_password("correct-horse-42"), "yes": True, "now": dt.datetime(2026, 1, 1)},
+        )
+        for text_ in ("医保卡丢了咋补办啊", "医保卡丢了怎么补办", "明天会下雨吗"):
+            connection.execute(
+                text(
+                    "INSERT INTO unanswered (at, channel, conversation_id, text, kind, topic, handled)"
+                    " VALUES (:now, 'web', 'c1', :text, 'nlu_fallback', '', :no)"
+                ),
+                {"now": dt.datetime(2026, 1, 1), "text": text_, "no": False},
+            )
+    engine.dispose()
+    assert migrate.upgrade(url) == migrate.head()
+    assert "locked_until" not in _columns(url)["staff_users"]
+    with db.session_scope(url) as session:
+        assert [(g.count, g.text) for g in tickets.unanswered_groups(session).items] == [
+            (2, "医保卡丢了咋补办啊"),
+            (1, "明天会下雨吗"),
+        ]
+    assert accounts.log_in("clerk1", "correct-horse-42", "192.0.2.1", 30, url=url).token
+    command.downgrade(config, "0002")
+    assert "login_throttles" not in _columns(url) and "locked_until" in _columns(url)["staff_users"]
+    assert migrate.upgrade(url) == migrate.head()
+    assert _columns(url) == EXPECTED
+
+
+def test_rasas_events_table_is_left_to_rasa_and_dropped_with_the_rest(empty_database_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    migrate.upgrade(empty_database_url)
+    engine = db.make_engine(empty_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE events (id INTEGER PRIMARY KEY, sender_id VARCHAR(255))")
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"include_object": migrate.ours})
+            assert compare_metadata(context, Base.metadata) == []  # no "drop table events" proposed
+    finally:
+        engine.dispose()
+    migrate.drop_all(empty_database_url)
+    assert _columns(empty_database_url) == {}
