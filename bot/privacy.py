@@ -35,6 +35,7 @@ def mask_phone(value: str) -> str:
 
 # digits as people type them: with spaces, dashes or dots between, full-width, a +86 in front of a phone number
 _SPACED_RUN = re.compile(r"(?:\+?86[\s\-.]{0,3})?[0-9０-９](?:[\s\-.·]{0,3}[0-9０-９XxＸｘ])+")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 # JSON logs write 证 as \u8bc1: its hex digits must not glue onto the number that follows
 _ESCAPE = re.compile(r"\\u[0-9a-fA-F]{4}")
 
@@ -84,6 +85,8 @@ def mask_text(text: str) -> str:
         before, after = shadow[start - 1] if start else "", shadow[end] if end < len(shadow) else ""
         if before.isdigit() or after.isdigit() or after == "*":
             continue  # inside a longer number, or the region part of an ID number already masked
+        if _IPV4.fullmatch(text[start:end]):
+            continue  # 127.0.0.1 in a log line is an address, not a code typed with dots
         masked = _mask_run(text[start:end])
         if masked is None:
             continue

@@ -437,3 +437,13 @@ def test_ordinary_numbers_are_left_alone(kept):
 def test_a_code_is_masked_however_it_is_spaced(code, separator, before):
     typed = before + separator.join([code[:2], code[2:4], code[4:]])
     assert code not in mask_text(typed).replace(separator, "") if separator else code not in mask_text(typed)
+
+
+def test_an_address_in_a_log_line_is_not_a_code():
+    from bot.privacy import mask_text
+
+    assert (
+        mask_text("POST http://127.0.0.1:5055/webhook from 10.0.0.12")
+        == "POST http://127.0.0.1:5055/webhook from 10.0.0.12"
+    )
+    assert "125447" not in mask_text("验证码 12.54.47") and "125447" not in mask_text("12 54 47")
