@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -60,12 +59,12 @@ def default_tracker_url(database_url: str) -> str:
 
 def tracker_url() -> str:
     """The tracker store's database: ANJU_TRACKER_URL, else the default for DATABASE_URL."""
-    explicit = (os.environ.get(TRACKER_URL_ENV) or "").strip()
-    return explicit or default_tracker_url(settings_module.load().database_url)
+    s = settings_module.load()
+    return s.tracker_url or default_tracker_url(s.database_url)
 
 
 def retention_days() -> int:
-    raw = (os.environ.get(RETENTION_ENV) or "").strip() or str(DEFAULT_RETENTION_DAYS)
+    raw = settings_module.load().conversation_retention_days
     try:
         days = int(raw)
     except ValueError:

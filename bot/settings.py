@@ -38,6 +38,10 @@ class Settings:
     database_url: str = field(
         default_factory=lambda: _env("DATABASE_URL", f"sqlite:///{ROOT / 'run' / 'anju.sqlite3'}")
     )
+    # conversations (Rasa's SQL tracker store, bot/conversations.py): empty = beside the SQLite database, or in the
+    # PostgreSQL of DATABASE_URL; deleted this many days after their last message (read and checked there)
+    tracker_url: str = field(default_factory=lambda: _env("ANJU_TRACKER_URL", ""))
+    conversation_retention_days: str = field(default_factory=lambda: _env("ANJU_CONVERSATION_RETENTION_DAYS", "90"))
     # verification: wrong answers in a row before a lock, and how long the lock lasts
     verify_max_failures: int = field(default_factory=lambda: int(_env("ANJU_VERIFY_MAX_FAILURES", "5")))
     verify_lock_minutes: int = field(default_factory=lambda: int(_env("ANJU_VERIFY_LOCK_MINUTES", "15")))
