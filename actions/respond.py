@@ -124,7 +124,7 @@ class ActionRespond(Action):
         except Exception:  # the resident is never left without a reply
             logger.exception("action_respond failed")
             contact = s.contact_placeholders()["contact"]
-            dispatcher.utter_message(text=f"抱歉，我这边出了点问题，请再说一遍。着急的话请联系{contact}。")
+            dispatcher.utter_message(text=f"抱歉，我这边出了点问题，请稍后再问一次。着急的话请联系{contact}。")
             return []
         for reply in turn.replies:
             if reply.response:

@@ -25,7 +25,7 @@ from bot.clients.rasa import RasaUnavailable
 from bot.settings import Settings
 from bot.text_normalization import clean_input
 from bot.throttle import SLOW_DOWN_TEXT
-from bot.web.views import MAX_MESSAGE_CHARS, unavailable_text
+from bot.web.views import MAX_MESSAGE_CHARS, no_answer_text, unavailable_text
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +250,10 @@ async def _ask_rasa_text(app: web.Application, sender: str, message: str, prefix
     except RasaUnavailable as e:
         logger.warning("Rasa unavailable for a WeChat message: %s", e)
         return prefix + unavailable_text(app[keys.SETTINGS])
+    if not any(isinstance(r, dict) and r.get("text") for r in replies):
+        # Rasa answered nothing (the action server is down): the resident still gets words and a contact
+        logger.warning("Rasa returned no text for a WeChat message")
+        return prefix + no_answer_text(app[keys.SETTINGS])
     return prefix + as_wechat_text(replies)
 
 

@@ -693,3 +693,10 @@ async def test_one_openid_flooding_is_slowed_and_retries_are_not_counted(door, u
     retry = await door.ask(text_message("问题0", msg_id="71000", open_id="oFlood"))  # a retry of a taken message
     assert retry.startswith("答：问题0") and len(upstream.requests) == 10
     assert (await door.ask(text_message("你好", msg_id="72000", open_id="oCalm"))).startswith("答：")
+
+
+async def test_an_empty_answer_from_rasa_still_gives_words_and_a_contact(door, upstream):
+    """The action server down: Rasa answers [] and the resident on WeChat still hears what to do, and whom to ask."""
+    upstream.silent = True
+    answer = await door.ask(text_message("敬老院咋申请", msg_id="73001", open_id="oSilent"))
+    assert "稍后再问" in answer and "社区居委会便民服务窗口" in answer

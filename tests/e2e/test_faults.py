@@ -208,6 +208,7 @@ def gateway(tmp_path_factory, stack, wechat_api):
         "WECHAT_APP_SECRET": APP_SECRET,
         "WECHAT_ENCODING_AES_KEY": "",  # plaintext mode
         "WECHAT_API_BASE": wechat_api.url,
+        "ANJU_REPLY_DEADLINE": "4.5",  # the product's default (the other e2e gateways wait longer)
     }
     gw = Gateway(tmp_path_factory.mktemp("faults-gateway"), stack, env=env)
     yield gw

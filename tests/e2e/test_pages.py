@@ -45,6 +45,14 @@ def bot_texts(page: Page):
     return page.locator(".from-bot .text").all_inner_texts()
 
 
+def wait_for_bot_text(page: Page, words: str):
+    page.wait_for_function(
+        "(w) => [...document.querySelectorAll('.from-bot .text')].some(e => e.textContent.includes(w))",
+        arg=words,
+        timeout=30_000,
+    )
+
+
 def wait_for_bot_count(page: Page, count: int):
     page.wait_for_function(f"document.querySelectorAll('.from-bot .text').length >= {count}", timeout=30_000)
 
@@ -98,18 +106,18 @@ def test_household_data_stays_out_of_browser_storage_and_goes_on_leaving(gateway
         page.fill("#input", message)
         page.click(".send")
         wait_for_bot_count(page, count)
-    page.wait_for_function("[...document.querySelectorAll('.from-bot .text')].some(e => e.textContent.includes('张三家'))")
+    wait_for_bot_text(page, "张三家")
     assert "核对通过" in "".join(bot_texts(page))
     session, local = page.evaluate(stored)
     assert session is None and local == []  # shown on screen, kept nowhere
     # 退出: the household goes from the screen as well
     page.locator(".quick", has_text="退出").click()
-    page.wait_for_function("[...document.querySelectorAll('.from-bot .text')].some(e => e.textContent.includes('已退出'))")
+    wait_for_bot_text(page, "已退出")
     assert "张三家" not in page.inner_text(".log") and "125447" not in page.inner_text(".log")
     # a reload after a check shows nothing of it either: the page's conversation ended with the page
     page.fill("#input", "我家能领什么补贴")
     page.click(".send")
-    page.wait_for_function("[...document.querySelectorAll('.from-bot .text')].some(e => e.textContent.includes('户主'))")
+    wait_for_bot_text(page, "户主")
     page.reload()
     wait_for_bot_count(page, 1)
     assert "张三家" not in page.inner_text("body")
