@@ -17,7 +17,7 @@ export PYTHONWARNINGS         := ignore
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install train layers run migrate demo-data import bench-import soak staff-admin staff-user shell test test-dialogues test-unit validate test-nlu test-conversations lint lock clean
+.PHONY: help install train layers run migrate demo-data import bench-import bench soak staff-admin staff-user shell test test-dialogues test-unit validate test-nlu test-conversations lint lock clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -77,7 +77,7 @@ shell: train ## talk to the assistant in this terminal
 	$(RASA) shell --model $(MODEL) --endpoints endpoints.yml --quiet
 
 test: install lint test-unit train validate test-nlu test-conversations ## everything below, as CI runs it
-	@mkdir -p results; rc=0; TEST_POSTGRES_URL=$$(tools/test-postgres start) ANJU_MODEL=$(MODEL) \
+	@mkdir -p results; rc=0; TEST_POSTGRES_URL=$$(tools/test-postgres start) TEST_REDIS_URL=$$(tools/test-redis start) ANJU_MODEL=$(MODEL) \
 	  $(PY) -m pytest -q tests -m e2e --junitxml=results/e2e.xml || rc=$$?; \
 	  $(PY) tools/dialogue_report.py results/e2e.xml; exit $$rc
 
@@ -87,12 +87,13 @@ soak: train ## SOAK_CLIENTS (20) conversations at once for SOAK_MINUTES (20) on 
 	$(PY) tools/soak.py --clients $(SOAK_CLIENTS) --minutes $(SOAK_MINUTES)
 
 test-dialogues: train ## residents' multi-turn conversations (tests/dialogues) against the real servers; prints the pass rate
-	@mkdir -p results; rc=0; TEST_POSTGRES_URL=$$(tools/test-postgres start) ANJU_MODEL=$(MODEL) \
+	@mkdir -p results; rc=0; TEST_POSTGRES_URL=$$(tools/test-postgres start) TEST_REDIS_URL=$$(tools/test-redis start) ANJU_MODEL=$(MODEL) \
 	  $(PY) -m pytest -q tests -m dialogues --junitxml=results/dialogues.xml || rc=$$?; \
 	  $(PY) tools/dialogue_report.py results/dialogues.xml; exit $$rc
 
-test-unit: install ## unit tests, against SQLite and a throwaway PostgreSQL (tools/test-postgres)
-	TEST_POSTGRES_URL=$$(tools/test-postgres start) $(PY) -m pytest -q tests -m "not e2e"
+test-unit: install ## unit tests, against SQLite and a throwaway PostgreSQL and Redis (tools/test-postgres, test-redis)
+	TEST_POSTGRES_URL=$$(tools/test-postgres start) TEST_REDIS_URL=$$(tools/test-redis start) \
+	  $(PY) -m pytest -q tests -m "not e2e"
 
 validate: install ## rasa data validate, warnings are failures
 	$(RASA) data validate --fail-on-warnings --quiet
@@ -105,12 +106,15 @@ test-conversations: train ## YAML conversation tests, every prediction must be r
 	$(RASA) test core --stories tests/conversations --model $(MODEL) --out results/conversations \
 	  --fail-on-prediction-errors --quiet
 
+bench: train ## benchmarks in one run: results/bench/report.md with figures (QUICK=1 shorter, TRAIN=1 times training)
+	$(PY) -m tools.bench $(if $(QUICK),--quick) $(if $(TRAIN),--train) $(if $(ATTACH),--attach)
+
 bench-import: install ## time importing a 1773-household ledger into SQLite and PostgreSQL (prints figures)
 	TEST_POSTGRES_URL=$$(tools/test-postgres start) $(PY) tools/bench_import.py
 
 lint: install ## ruff over the Python code
-	$(VENV)/bin/ruff check actions bot policies tests tools/*.py
-	$(VENV)/bin/ruff format --check actions bot policies tests tools/*.py
+	$(VENV)/bin/ruff check actions bot policies tests tools/*.py tools/bench
+	$(VENV)/bin/ruff format --check actions bot policies tests tools/*.py tools/bench
 	$(VENV)/bin/lint-imports --no-cache
 
 lock: ## re-resolve requirements.in into requirements.lock (needs the registry; takes minutes)

@@ -58,3 +58,18 @@ def demo_database(database_url):
     with db.session_scope() as session:
         import_ledger(session, DEMO / "households.csv", DEMO / "members.csv")
     return database_url
+
+
+@pytest.fixture
+def redis_url():
+    """A real Redis server (TEST_REDIS_URL: make test starts one with tools/test-redis), emptied for each test."""
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.fail("TEST_REDIS_URL is not set: run the tests through `make test` (it starts Redis)")
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
