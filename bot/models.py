@@ -1,10 +1,11 @@
-"""Database tables: households and members from the county ledger (台账), the audit log, verification lockouts."""
+"""Database tables: households and members from the county ledger (台账), the audit log, verification lockouts, staff
+accounts with their sessions and login throttles, unanswered questions and handoff tickets."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Column, Date, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import declarative_base, relationship
 
 Base = declarative_base()
@@ -69,6 +70,7 @@ class AuditEntry(Base):
     household_id = Column(String(32), nullable=False, index=True)
     shown = Column(Text, nullable=False)  # what was shown: e.g. "subsidies,schools"
     actor = Column(String(64), nullable=False, default="resident")
+    searched = Column(String(64), nullable=False, default="", server_default="")  # staff searches: the words typed
 
 
 class VerificationLock(Base):
@@ -84,7 +86,7 @@ class VerificationLock(Base):
 
 
 class StaffUser(Base):
-    """A community staff account. Passwords are stored only as scrypt hashes (bot/staff/accounts.py)."""
+    """A community staff account. Passwords are stored only as scrypt hashes (bot/accounts.py)."""
 
     __tablename__ = "staff_users"
 
@@ -93,9 +95,21 @@ class StaffUser(Base):
     password_hash = Column(String(200), nullable=False)
     role = Column(String(16), nullable=False, default="staff")  # staff / admin
     active = Column(Boolean, nullable=False, default=True)
+    # wrong passwords since the last login, from anywhere: shown to admins, never a lock (see LoginThrottle)
     failed_logins = Column(Integer, nullable=False, default=0)
-    locked_until = Column(DateTime, nullable=True)
     created_at = Column(DateTime, nullable=False, default=utcnow)
+
+
+class LoginThrottle(Base):
+    """Login attempts not (yet) proven right, per client address ("ip:<address>") and per username from that address
+    ("user:<name>@<address>"); past a threshold each further attempt waits twice as long (bot/accounts.py)."""
+
+    __tablename__ = "login_throttles"
+
+    key = Column(String(200), primary_key=True)
+    failures = Column(Integer, nullable=False, default=0)
+    blocked_until = Column(DateTime, nullable=True)
+    updated_at = Column(DateTime, nullable=False, default=utcnow)
 
 
 class StaffSession(Base):
@@ -125,6 +139,12 @@ class Unanswered(Base):
     kind = Column(String(16), nullable=False)  # nlu_fallback / out_of_scope / not_in_source
     topic = Column(String(64), nullable=False, default="")  # the model's best policy guess, for the weekly chart
     handled = Column(Boolean, nullable=False, default=False)
+    # similar questions share a group, decided when the row is written (bot/tickets.py): the id of the group's first
+    # question; its words (space-separated) are what later questions are compared with
+    group_id = Column(Integer, nullable=True)
+    words = Column(Text, nullable=False, default="", server_default="")
+
+    __table_args__ = (Index("ix_unanswered_handled_group_id", "handled", "group_id"),)
 
 
 class Ticket(Base):

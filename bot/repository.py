@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 from dataclasses import dataclass
-from typing import Iterable, List
+from typing import Iterable, List, Sequence
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
@@ -143,7 +143,13 @@ def facts_of(household: Household) -> HouseholdFacts:
 
 
 def audit(
-    session: Session, channel: str, conversation_id: str, household_id: str, shown: List[str], actor: str = "resident"
+    session: Session,
+    channel: str,
+    conversation_id: str,
+    household_id: str,
+    shown: List[str],
+    actor: str = "resident",
+    searched: str = "",
 ) -> None:
     session.add(
         AuditEntry(
@@ -152,21 +158,29 @@ def audit(
             household_id=household_id,
             shown=",".join(shown),
             actor=actor,
+            searched=searched[:64],
         )
     )
 
 
+def audit_list(session: Session, actor: str, household_ids: Sequence[str], shown: str, searched: str = "") -> None:
+    """A staff list view: a row for each household it showed, or one row without a household when a search found none
+    (that nothing matched is an answer too)."""
+    for household_id in household_ids or [""]:
+        audit(session, "staff", actor, household_id, [shown], actor=actor, searched=searched)
+
+
 def find_households(session: Session, q: str, limit: int = 50) -> List[Household]:
     """Households whose 户编号 is `q`, whose head or a member has `q` in the name, or (6 characters) whose head's or a
-    member's ID number ends with `q`."""
+    member's ID number ends with `q`. `%` and `_` in `q` are themselves, not LIKE wildcards."""
     q = q.strip()
     if not q:
         return []
-    conditions = [Household.id == q, Household.head_name.contains(q)]
-    member_match = [Member.name.contains(q)]
+    conditions = [Household.id == q, Household.head_name.contains(q, autoescape=True)]
+    member_match = [Member.name.contains(q, autoescape=True)]
     if len(q) == 6:
-        conditions.append(Household.head_id_number.endswith(q.upper()))
-        member_match.append(Member.id_number.endswith(q.upper()))
+        conditions.append(Household.head_id_number.endswith(q.upper(), autoescape=True))
+        member_match.append(Member.id_number.endswith(q.upper(), autoescape=True))
     conditions.append(Household.id.in_(select(Member.household_id).where(or_(*member_match))))
     return list(session.scalars(select(Household).where(or_(*conditions)).order_by(Household.id).limit(limit)))
 

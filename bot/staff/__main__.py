@@ -22,6 +22,10 @@ def main(argv=None) -> int:
     parser.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     args = parser.parse_args(argv)
     role = "admin" if args.command == "create-admin" else args.role
+    problem = accounts.username_problem(args.username)
+    if problem:  # before asking for the password
+        print(f"没有创建：{problem}", file=sys.stderr)
+        return 1
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:

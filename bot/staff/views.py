@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import logging
 import re
 import secrets
 import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -17,11 +17,10 @@ import jinja2
 from aiohttp import web
 from markupsafe import escape
 
-from bot import accounts, db, knowledge, repository, rules, tickets
+from bot import accounts, db, knowledge, repository, rules, throttle, tickets
 from bot.clients import keys, wechat
 from bot.clients.rasa import RasaUnavailable
-from bot.faq import tokens
-from bot.models import Unanswered, utcnow
+from bot.models import utcnow
 from bot.privacy import mask_id, mask_phone
 from bot.staff import forms
 
@@ -50,6 +49,17 @@ async def run_db(fn, *args):
     return await asyncio.to_thread(db.run, fn, *args)
 
 
+def small_int(value: object) -> int | None:
+    """A page number or a database id from a query or a form: ASCII digits only ("²".isdigit() is true, but int()
+    refuses it), at most 9 of them (any integer column holds that)."""
+    text = str(value or "").strip()
+    return int(text) if re.fullmatch(r"[0-9]{1,9}", text) else None
+
+
+def page_number(request: web.Request) -> int:
+    return small_int(request.query.get("page")) or 1
+
+
 # ---------------------------------------------------------------- the gate: sessions, CSRF, origin
 
 
@@ -74,7 +84,7 @@ async def staff_gate(request: web.Request, handler):
     token = request.cookies.get(COOKIE)
 
     def lookup(session):
-        found = accounts.session_for(session, token, settings.staff_session_minutes)
+        found = accounts.session_for(session, token, settings.staff_session_minutes, settings.staff_session_max_hours)
         if found is None:
             return None
         user = found.user
@@ -108,10 +118,38 @@ def require_admin(request: web.Request) -> None:
 # ---------------------------------------------------------------- login and logout
 
 
+def client_address(request: web.Request) -> str | None:
+    """The browser's address: the peer, or what a trusted proxy (ANJU_TRUSTED_PROXIES) says in X-Forwarded-For."""
+    trusted = request.app[keys.THROTTLE].trusted
+    return throttle.client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
+
+
+def _from_trusted_proxy(request: web.Request) -> bool:
+    try:
+        peer = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return False
+    return any(peer in network for network in request.app[keys.THROTTLE].trusted)
+
+
+def over_https(request: web.Request) -> bool:
+    """The browser reached us over HTTPS: directly, or through a trusted proxy that says so in X-Forwarded-Proto."""
+    if request.secure:
+        return True
+    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return proto == "https" and _from_trusted_proxy(request)
+
+
+def secure_cookies(request: web.Request) -> bool:
+    return request.app[keys.SETTINGS].staff_cookie_secure or over_https(request)
+
+
 async def login_form(request: web.Request) -> web.Response:
     token = secrets.token_urlsafe(24)
     response = render(request, "login.html", title="登录", csrf=token)
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/staff/login")
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/staff/login", secure=secure_cookies(request)
+    )
     return response
 
 
@@ -120,25 +158,20 @@ async def login(request: web.Request) -> web.Response:
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not forms.same_token(form.get("csrf"), cookie):
         return web.Response(status=403, text="表单已过期，请刷新页面再试", content_type="text/plain", charset="utf-8")
-    username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
+    username, password = str(form.get("username", "")).strip()[:200], str(form.get("password", ""))
     settings = request.app[keys.SETTINGS]
-
-    def check(session):
-        result = accounts.authenticate(session, username, password)
-        if result.user is None:
-            return None, result.message
-        return accounts.start_session(session, result.user, settings.staff_session_minutes), ""
-
-    token, message = await run_db(check)
-    if token is None:
-        response = render(
-            request, "login.html", status=401, title="登录", csrf=cookie, error=message, username=username
+    result = await asyncio.to_thread(
+        accounts.log_in, username, password, client_address(request), settings.staff_session_minutes
+    )
+    if result.token is None:
+        return render(
+            request, "login.html", status=401, title="登录", csrf=cookie, error=result.message, username=username
         )
-        return response
     response = web.HTTPFound("/staff")
+    # the browser keeps the cookie as long as the server could honour it; the server ends it earlier when idle
     response.set_cookie(
-        COOKIE, token, httponly=True, samesite="Strict", path="/", secure=settings.staff_cookie_secure,
-        max_age=settings.staff_session_minutes * 60,
+        COOKIE, result.token, httponly=True, samesite="Strict", path="/", secure=secure_cookies(request),
+        max_age=int(settings.staff_session_max_hours * 3600),
     )  # fmt: skip
     response.del_cookie(LOGIN_CSRF_COOKIE, path="/staff/login")
     raise response
@@ -209,10 +242,13 @@ def _household_row(h) -> Dict[str, str]:
 
 
 async def households(request: web.Request) -> web.Response:
+    """The search and the list of households locked again and again; whatever they show is audited."""
     q = forms.query_text(request, "q", 64)
-    results = await run_db(lambda session: [_household_row(h) for h in repository.find_households(session, q)])
-    locked = await run_db(
-        lambda session: [
+    actor = f"staff:{request['staff']['user']['username']}"
+
+    def load(session):
+        results = [_household_row(h) for h in repository.find_households(session, q)] if q else []
+        locked = [
             {
                 "household_id": lock.key.split(":", 1)[1],
                 "lock_count": lock.lock_count,
@@ -220,7 +256,13 @@ async def households(request: web.Request) -> web.Response:
             }
             for lock in repository.repeatedly_locked(session)
         ]
-    )
+        if q:
+            repository.audit_list(session, actor, [h["id"] for h in results], "staff_search", searched=q)
+        if locked:
+            repository.audit_list(session, actor, [lock["household_id"] for lock in locked], "staff_locked_list")
+        return results, locked
+
+    results, locked = await run_db(load)
     return render(request, "households.html", title="查住户", q=q, results=results, locked=locked)
 
 
@@ -283,6 +325,7 @@ async def audit_log(request: web.Request) -> web.Response:
                 "conversation_id": e.conversation_id,
                 "household_id": e.household_id,
                 "shown": e.shown,
+                "searched": e.searched,
             }
             for e in repository.recent_audit(session)
         ]
@@ -333,34 +376,7 @@ async def disable_user(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------- unanswered questions
 
 
-def _groups(items: List[Unanswered], normalizer_tokens) -> List[Dict[str, Any]]:
-    """Greedy grouping by shared words (Jaccard ≥ 0.4), biggest groups first."""
-    groups: List[Dict[str, Any]] = []
-    for item in items:
-        words = set(normalizer_tokens(item.text)) or {item.text}
-        for group in groups:
-            if len(words & group["words"]) / len(words | group["words"]) >= 0.4:
-                group["items"].append(item)
-                break
-        else:
-            groups.append({"words": words, "items": [item]})
-    out = []
-    for g in groups:
-        texts = [i.text for i in g["items"]]
-        topic = Counter(i.topic for i in g["items"]).most_common(1)[0][0]
-        out.append(
-            {
-                "count": len(texts),
-                "text": texts[0],
-                "others": sorted(set(texts[1:]))[:20],
-                "topic": topic,
-                "ids": ",".join(str(i.id) for i in g["items"]),
-            }
-        )
-    return sorted(out, key=lambda g: -g["count"])
-
-
-def chart_svg(items: List[Unanswered], weeks: int = 8, now: dt.datetime | None = None) -> str:
+def chart_svg(items: List, weeks: int = 8, now: dt.datetime | None = None) -> str:
     """Stacked bars of unanswered questions per week, one colour and one label per topic (numbers are written on
     the bars, so the chart does not depend on colour alone)."""
     now = now or utcnow()
@@ -406,29 +422,28 @@ def chart_svg(items: List[Unanswered], weeks: int = 8, now: dt.datetime | None =
 
 
 async def unanswered(request: web.Request) -> web.Response:
-    faq_tokens = lambda text: tokens(text, request.app[keys.FAQ].normalizer)  # noqa: E731
+    """One page of groups, and the chart: all of it off the event loop (the groups are kept as questions arrive)."""
+    number = page_number(request)
 
     def load(session):
-        open_items = tickets.open_unanswered(session)
-        recent = tickets.unanswered_since(session, utcnow() - dt.timedelta(weeks=8))
-        session.expunge_all()
-        return open_items, recent
+        groups = tickets.unanswered_groups(session, number)
+        chart = chart_svg(tickets.unanswered_since(session, utcnow() - dt.timedelta(weeks=8)))
+        return groups, chart
 
-    open_items, recent = await run_db(load)
-    return render(
-        request,
-        "unanswered.html",
-        title="没答上的问题",
-        groups=_groups(open_items, faq_tokens),
-        chart=chart_svg(recent),
-    )
+    groups, chart = await run_db(load)
+    return render(request, "unanswered.html", title="没答上的问题", groups=groups, chart=chart)
 
 
 async def mark_handled(request: web.Request) -> web.Response:
-    ids = [int(i) for i in str(request["form"].get("ids", "")).split(",") if re.fullmatch(r"\s*[0-9]{1,9}\s*", i)]
-
-    await run_db(tickets.mark_handled, ids)
-    raise web.HTTPFound("/staff/unanswered")
+    form = request["form"]
+    group_id, up_to, number = (
+        small_int(form.get("group")),
+        small_int(form.get("up_to")),
+        small_int(form.get("page")) or 1,
+    )
+    if group_id is not None and up_to is not None:
+        await run_db(tickets.mark_group_handled, group_id, up_to)
+    raise web.HTTPFound(f"/staff/unanswered?page={number}")
 
 
 async def export_unanswered(request: web.Request) -> web.Response:
@@ -436,24 +451,21 @@ async def export_unanswered(request: web.Request) -> web.Response:
     kb = knowledge.load()
     by_title = {e.title: e.intent for e in kb.entries.values()}
 
-    def load(session):
-        return [(i.text, i.topic) for i in tickets.open_unanswered(session)]
+    def build(session) -> str:
+        blocks: Dict[str, Dict[str, None]] = {}  # intent → its texts, in order, each once
+        for text, topic in tickets.open_unanswered_texts(session):
+            blocks.setdefault(by_title.get(topic, "out_of_scope"), {})[" ".join(text.split())] = None
+        lines = [
+            "# 没答上的问题，按助手最接近的猜测分组。请核对每句的意图，再放进 data/nlu/ 对应的文件。",
+            'version: "3.1"',
+            "nlu:",
+        ]
+        for intent, texts in sorted(blocks.items()):
+            lines += [f"- intent: {intent}", "  examples: |"] + [f"    - {t}" for t in texts]
+        return "\n".join(lines) + "\n"
 
-    blocks: Dict[str, List[str]] = {}
-    for text, topic in await run_db(load):
-        intent = by_title.get(topic, "out_of_scope")
-        blocks.setdefault(intent, [])
-        if text not in blocks[intent]:
-            blocks[intent].append(text)
-    lines = [
-        "# 没答上的问题，按助手最接近的猜测分组。请核对每句的意图，再放进 data/nlu/ 对应的文件。",
-        'version: "3.1"',
-        "nlu:",
-    ]
-    for intent, texts in sorted(blocks.items()):
-        lines += [f"- intent: {intent}", "  examples: |"] + [f"    - {' '.join(t.split())}" for t in texts]
     return web.Response(
-        text="\n".join(lines) + "\n",
+        text=await run_db(build),
         content_type="text/yaml",
         charset="utf-8",
         headers={"Content-Disposition": 'attachment; filename="unanswered.yml"'},
@@ -464,8 +476,11 @@ async def export_unanswered(request: web.Request) -> web.Response:
 
 
 async def ticket_list(request: web.Request) -> web.Response:
+    number = page_number(request)
+
     def load(session):
-        return [
+        page = tickets.tickets_page(session, "open", number)
+        items = [
             {
                 "id": t.id,
                 "channel": t.channel,
@@ -474,20 +489,20 @@ async def ticket_list(request: web.Request) -> web.Response:
                 "transcript": t.transcript,
                 "messages": [{"author": m.author, "text": m.text} for m in t.messages],
             }
-            for t in tickets.list_tickets(session, "open")
+            for t in page.items
         ]
+        return tickets.Page(items, page.number, page.pages, page.total)
 
-    return render(
-        request, "tickets.html", title="转人工", tickets=await run_db(load), notice=request.query.get("notice")
-    )
+    return render(request, "tickets.html", title="转人工", page=await run_db(load), notice=request.query.get("notice"))
 
 
 async def ticket_reply(request: web.Request) -> web.Response:
     ticket_id = int(request.match_info["ticket_id"])
     text = str(request["form"].get("text", "")).strip()[:2000]
     author = f"staff:{request['staff']['user']['username']}"
+    number = small_int(request["form"].get("page")) or 1
     if not text:
-        raise web.HTTPFound("/staff/tickets")
+        raise web.HTTPFound(f"/staff/tickets?page={number}")
 
     def reply(session):
         ticket = tickets.staff_reply(session, ticket_id, author, text)
@@ -499,7 +514,7 @@ async def ticket_reply(request: web.Request) -> web.Response:
     channel, conversation_id = found
     if channel == "wechat" and conversation_id.startswith("wechat:"):
         await _send_wechat(request.app, conversation_id.split(":", 1)[1], text)
-    raise web.HTTPFound(f"/staff/tickets?notice=已发送#ticket-{ticket_id}")
+    raise web.HTTPFound(f"/staff/tickets?page={number}&notice=已发送#ticket-{ticket_id}")
 
 
 async def ticket_close(request: web.Request) -> web.Response:
