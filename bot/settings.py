@@ -49,6 +49,8 @@ class Settings:
     gateway_host: str = field(default_factory=lambda: _env("ANJU_GATEWAY_HOST", "0.0.0.0"))
     gateway_port: int = field(default_factory=lambda: int(_env("ANJU_GATEWAY_PORT", "8080")))
     rasa_url: str = field(default_factory=lambda: _env("ANJU_RASA_URL", "http://127.0.0.1:5005"))
+    # Redis (empty: none): with several Rasa servers, their lock store (bot/layout.py); shared gateway state
+    redis_url: str = field(default_factory=lambda: _env("REDIS_URL", ""))
     actions_url: str = field(default_factory=lambda: _env("ANJU_ACTIONS_URL", "http://127.0.0.1:5055"))
     # the token the gateway and the action server show the Rasa server's gateway channel; derived from the secret
     # when empty (Rasa runs without its HTTP API: nothing on the machine reaches a conversation without it)

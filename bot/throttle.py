@@ -5,7 +5,8 @@
 - per client address, ANJU_RATE_LIMIT_PER_IP messages a minute (0: off), the address taken from X-Forwarded-For
   only when the request comes from a proxy listed in ANJU_TRUSTED_PROXIES.
 
-In memory, per gateway process; bounded: idle buckets are forgotten, and at most `max_keys` are kept.
+In memory, per gateway process; bounded: idle buckets are forgotten, and at most `max_keys` are kept. With REDIS_URL
+the gateway processes share their buckets instead (bot/clients/shared_state.py, the same interface).
 """
 
 from __future__ import annotations
@@ -81,12 +82,16 @@ class Throttle:
             else None
         )
 
-    def wait(self, conversation: str, address: str | None) -> float:
+    async def wait(self, conversation: str, address: str | None) -> float:
         """Seconds the client should wait before this message is taken; 0 to take it now."""
         if self.addresses is not None and address:
             wait = self.addresses.take(address)
             if wait:
                 return wait
+        return self.conversations.take(conversation)
+
+    async def wait_conversation(self, conversation: str) -> float:
+        """The per-conversation limit alone (WeChat's messages come from WeChat's addresses, not the resident's)."""
         return self.conversations.take(conversation)
 
 

@@ -20,7 +20,7 @@ import re
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Tuple
+from typing import Awaitable, Callable, Dict, List, Tuple
 from xml.sax.saxutils import escape
 
 import aiohttp
@@ -94,6 +94,11 @@ class ReplayGuard:
         self._messages[key] = message
         heapq.heappush(self._expiries, (int(timestamp) + self.window, key))
         return None
+
+    async def claim(self, timestamp: str, nonce: str, message: str) -> str | None:
+        """remember(), as the handlers ask it: with REDIS_URL the gateway processes share one memory
+        (bot/clients/shared_state.py), so a nonce spent at one gateway is spent at all of them."""
+        return self.remember(timestamp, nonce, message)
 
     def __len__(self) -> int:
         return len(self._messages)
@@ -182,11 +187,33 @@ def encrypted_reply(crypto: Crypto, token: str, reply_xml: str, nonce: str, now:
 
 @dataclass
 class Turn:
-    """One message from WeChat and its answer, shared by the first delivery and its retries."""
+    """One message from WeChat and its answer, shared by the first delivery and its retries.
+
+    The process that asked Rasa holds the task; with REDIS_URL, another gateway process that gets one of WeChat's
+    retries holds a turn that reads the answer from Redis (bot/clients/shared_state.py)."""
 
     task: asyncio.Task
     created: float = field(default_factory=time.monotonic)
     delivered: str | None = None  # "passive" or "service"
+
+    def age(self) -> float:
+        """Seconds since WeChat first sent the message."""
+        return time.monotonic() - self.created
+
+    async def answer(self, timeout: float) -> str | None:
+        """The answer, if it comes within `timeout` seconds; else None."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.task), timeout=max(0.0, timeout))
+        except asyncio.TimeoutError:
+            return None
+
+    async def claim_delivery(self, how: str) -> bool:
+        """Whether the answer may go out `how`: "passive" (in the reply to a request: any number of WeChat's retries
+        may carry it) unless it went through the service API; "service" only once, and only if no reply carried it."""
+        if self.delivered is None or self.delivered == how == "passive":
+            self.delivered = how
+            return True
+        return False
 
 
 def turn_key(fields: Dict[str, str]) -> str:
@@ -197,7 +224,9 @@ def turn_key(fields: Dict[str, str]) -> str:
 
 
 class TurnCache:
-    """Deduplicates retries: WeChat sends the same MsgId up to 3 times when it gets no answer within 5 s."""
+    """Deduplicates retries: WeChat sends the same MsgId up to 3 times when it gets no answer within 5 s.
+
+    In this process; with REDIS_URL, bot/clients/shared_state.SharedTurns shares the turns between processes."""
 
     def __init__(self, ttl_seconds: float = 300):
         self.ttl = ttl_seconds
@@ -211,6 +240,17 @@ class TurnCache:
         self._expire()
         self._turns[key] = turn
         return turn
+
+    async def find(self, key: str) -> Turn | None:
+        """The turn of this message, if one was started (here, or with REDIS_URL by any gateway process)."""
+        return self.get(key)
+
+    async def start(self, key: str, ask: Callable[[], Awaitable[str]]) -> Tuple[Turn, bool]:
+        """(the turn, True) with `ask()` running as its task; or (the turn someone else started meanwhile, False)."""
+        turn = self.get(key)
+        if turn is not None:
+            return turn, False
+        return self.add(key, Turn(asyncio.ensure_future(ask()))), True
 
     def _expire(self) -> None:
         now = time.monotonic()

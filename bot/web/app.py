@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from bot import migrate, sealing
 from bot import settings as settings_module
-from bot.clients import keys, wechat
+from bot.clients import keys, shared_state, wechat
 from bot.clients.rasa import RasaClient
 from bot.privacy import install_log_masking
 from bot.staff.views import staff_gate
@@ -86,6 +87,12 @@ async def _http_client(app: web.Application):
             await asyncio.gather(*background, return_exceptions=True)
 
 
+async def _shared_state(app: web.Application):
+    yield
+    if app[keys.SHARED_STATE] is not None:
+        await app[keys.SHARED_STATE].close()
+
+
 async def _build_faq_index(app: web.Application) -> None:
     from bot import knowledge
     from bot.faq import FaqIndex
@@ -106,14 +113,17 @@ async def init_app(settings: settings_module.Settings | None = None) -> web.Appl
     app.on_response_prepare.append(_no_server_version)
     app[keys.SETTINGS] = settings
     app[keys.STATIC_DIR] = STATIC
+    # with REDIS_URL, rate limits and WeChat's turns and nonces are shared by every gateway process
+    shared = app[keys.SHARED_STATE] = shared_state.connect(settings.redis_url)
     setup_wechat(app, settings)  # refuses to start with an EncodingAESKey but no AppID
-    app[keys.THROTTLE] = Throttle(
+    app[keys.THROTTLE] = (functools.partial(shared_state.SharedThrottle, shared) if shared else Throttle)(
         settings.rate_limit_per_ip,
         settings.trusted_proxies,
         burst=settings.rate_limit_burst,
         per_second=settings.rate_limit_per_second,
     )
     app[keys.BACKGROUND] = set()
+    app.cleanup_ctx.append(_shared_state)  # closed last: late WeChat deliveries still use it
     app.cleanup_ctx.append(_http_client)
     app.on_startup.append(_upgrade_database)
     app.on_startup.append(_build_faq_index)

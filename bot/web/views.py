@@ -111,7 +111,7 @@ def chat_handler(door: str):
         if body.get("channel", door) != door:
             return json_error(400, "bad_channel", f"这个入口只接受 channel={door}（网页和自助机各有自己的入口）")
         conversation = conversation_id(door, sender)
-        wait = request.app[keys.THROTTLE].wait(conversation, client_address(request))
+        wait = await request.app[keys.THROTTLE].wait(conversation, client_address(request))
         if wait:
             response = json_response([{"recipient_id": sender, "text": SLOW_DOWN_TEXT}], status=429)
             response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
@@ -186,12 +186,15 @@ async def healthz(request: web.Request) -> web.Response:
     settings = request.app[keys.SETTINGS]
     rasa = request.app[keys.RASA]
     started = time.perf_counter()
-    rasa_ok, actions_ok, database_ok = await asyncio.gather(
+    rasa_ok, actions_ok, database_ok, redis_ok = await asyncio.gather(
         _within(rasa.healthy()),
         _within(rasa.healthy(settings.actions_url.rstrip("/") + "/health")),
         _within(_database_ok()),
+        _within(_redis_ok(request.app)),
     )
     dependencies = {"rasa": rasa_ok, "action_server": actions_ok, "database": database_ok}
+    if redis_ok is not None:  # REDIS_URL set: down means each gateway process answers on its own (shared_state.py)
+        dependencies["redis"] = redis_ok
     ok = all(dependencies.values())
     return json_response(
         {
@@ -208,6 +211,11 @@ async def _within(check) -> bool:
         return await asyncio.wait_for(check, HEALTH_CHECK_SECONDS)
     except asyncio.TimeoutError:
         return False
+
+
+async def _redis_ok(app: web.Application) -> bool | None:
+    shared = app[keys.SHARED_STATE]
+    return None if shared is None else await shared.ping()
 
 
 async def _database_ok() -> bool:

@@ -14,13 +14,12 @@ import asyncio
 import hashlib
 import logging
 import re
-import time
 import unicodedata
 from typing import Any, Dict, List
 
 from aiohttp import web
 
-from bot.clients import keys, wechat
+from bot.clients import keys, shared_state, wechat
 from bot.clients.rasa import RasaUnavailable
 from bot.settings import Settings
 from bot.text_normalization import clean_input
@@ -66,8 +65,10 @@ def setup_wechat(app: web.Application, settings: Settings) -> None:
             "post as any resident; set WECHAT_ENCODING_AES_KEY and WECHAT_APP_ID for safe mode (安全模式)"
         )
     app[keys.WECHAT_CRYPTO] = crypto
-    app[keys.WECHAT_TURNS] = wechat.TurnCache()
-    app[keys.WECHAT_REPLAYS] = wechat.ReplayGuard()
+    # with REDIS_URL every gateway process sees the same turns and nonces (one answer per MsgId, one use per nonce)
+    shared = app[keys.SHARED_STATE]
+    app[keys.WECHAT_TURNS] = shared_state.SharedTurns(shared) if shared else wechat.TurnCache()
+    app[keys.WECHAT_REPLAYS] = shared_state.SharedReplayGuard(shared) if shared else wechat.ReplayGuard()
 
 
 async def wechat_verify(request: web.Request) -> web.Response:
@@ -76,7 +77,7 @@ async def wechat_verify(request: web.Request) -> web.Response:
     if refusal is not None:
         return refusal
     q = request.query
-    if request.app[keys.WECHAT_REPLAYS].remember(q["timestamp"], q["nonce"], "url verification") is not None:
+    if await request.app[keys.WECHAT_REPLAYS].claim(q["timestamp"], q["nonce"], "url verification") is not None:
         return _refuse("a replayed timestamp and nonce")
     return web.Response(text=q.get("echostr", ""))
 
@@ -118,12 +119,12 @@ async def wechat_message(request: web.Request) -> web.Response:
         return web.Response(status=400, text="bad request")
 
     digest = hashlib.sha256(message).hexdigest()
-    first_seen_with = request.app[keys.WECHAT_REPLAYS].remember(timestamp, nonce, digest)
+    first_seen_with = await request.app[keys.WECHAT_REPLAYS].claim(timestamp, nonce, digest)
     if first_seen_with is None:
         content = await _wechat_answer(request.app, fields)
     else:
         same = crypto is not None and first_seen_with == digest
-        turn = request.app[keys.WECHAT_TURNS].get(wechat.turn_key(fields)) if same else None
+        turn = await request.app[keys.WECHAT_TURNS].find(wechat.turn_key(fields)) if same else None
         if turn is None:
             return _refuse("a replayed timestamp and nonce")
         content = await _passive_answer(request.app, turn)
@@ -200,26 +201,21 @@ async def _answer_turn(app: web.Application, fields: Dict[str, str], message: st
     open_id = fields.get("FromUserName", "")
     key = wechat.turn_key(fields)
     cache: wechat.TurnCache = app[keys.WECHAT_TURNS]
-    turn = cache.get(key)
+    turn = await cache.find(key)
     if turn is None:
-        if app[keys.THROTTLE].conversations.take(f"wechat:{open_id}"):
+        if await app[keys.THROTTLE].wait_conversation(f"wechat:{open_id}"):
             return SLOW_DOWN_TEXT  # a new message over the per-conversation limit (WeChat's retries are not counted)
-        task = asyncio.ensure_future(_ask_rasa_text(app, f"wechat:{open_id}", message, prefix))
-        turn = cache.add(key, wechat.Turn(task))
-        task.add_done_callback(lambda _t: _deliver_late(app, turn, open_id))
+        turn, started = await cache.start(key, lambda: _ask_rasa_text(app, f"wechat:{open_id}", message, prefix))
+        if started:  # this process asks Rasa, and sends the answer through the service API if it comes late
+            turn.task.add_done_callback(lambda _t: _deliver_late(app, turn, open_id))
     return await _passive_answer(app, turn)
 
 
 async def _passive_answer(app: web.Application, turn: wechat.Turn) -> str | None:
     """The turn's answer if it comes within WeChat's deadline and the service API has not sent it already; else None."""
-    deadline = app[keys.SETTINGS].wechat_reply_deadline - (time.monotonic() - turn.created)
-    try:
-        content = await asyncio.wait_for(asyncio.shield(turn.task), timeout=max(0.0, deadline))
-    except asyncio.TimeoutError:
-        return None  # "success" now; _deliver_late sends the answer when it comes
-    if turn.delivered == "service":
-        return None
-    turn.delivered = "passive"
+    content = await turn.answer(app[keys.SETTINGS].wechat_reply_deadline - turn.age())
+    if content is None or not await turn.claim_delivery("passive"):
+        return None  # "success" now; _deliver_late sends the answer when it comes (or has sent it)
     return content
 
 
@@ -227,11 +223,12 @@ def _deliver_late(app: web.Application, turn: wechat.Turn, open_id: str) -> None
     async def send() -> None:
         # give the handler waiting on this turn the chance to answer passively first
         await asyncio.sleep(0)
-        if turn.delivered is not None or turn.task.cancelled() or turn.task.exception() is not None:
+        if turn.task.cancelled() or turn.task.exception() is not None:
             return
-        if time.monotonic() - turn.created < app[keys.SETTINGS].wechat_reply_deadline:
+        if turn.age() < app[keys.SETTINGS].wechat_reply_deadline:
             return  # answered in time: a handler is replying passively
-        turn.delivered = "service"
+        if not await turn.claim_delivery("service"):
+            return  # a reply carried it (in any gateway process)
         try:
             await app[keys.WECHAT_API].send_text(open_id, turn.task.result())
         except (wechat.WeChatError, OSError, asyncio.TimeoutError) as e:
