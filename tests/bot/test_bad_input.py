@@ -301,6 +301,10 @@ async def test_the_corpus_through_the_staff_forms(gateway, upstream, staff_users
             gateway, "/staff/users", {"username": text[:64], "password": text, "role": "staff", "csrf": csrf}
         )
         await staff_post(gateway, "/staff/unanswered/handled", {"ids": text[:200], "csrf": csrf})
+        form = {"group": text[:200], "up_to": text[:200], "page": text[:200], "csrf": csrf}
+        await staff_post(gateway, "/staff/unanswered/handled", form)
+        await staff_get(gateway, "/staff/unanswered", {"page": text[:200]})
+        await staff_get(gateway, "/staff/tickets", {"page": text[:200], "notice": text[:200]})
     # malformed posts: the wrong content type, broken encodings, a multipart body without its boundary
     for data, content_type in (
         (b"\xff\xfe=\xff&csrf=" + csrf.encode(), "application/x-www-form-urlencoded"),
@@ -322,6 +326,9 @@ async def test_the_corpus_through_the_staff_forms(gateway, upstream, staff_users
     await staff_post(
         gateway, "/staff/unanswered/handled", {"ids": ",".join([str(10**30), "²", "١٢", "-1"]), "csrf": csrf}
     )
+    for odd in (str(10**30), "²", "١٢", "-1", "1e3"):
+        await staff_post(gateway, "/staff/unanswered/handled", {"group": odd, "up_to": odd, "page": odd, "csrf": csrf})
+        await staff_get(gateway, "/staff/unanswered", {"page": odd})
     # the console still works, and what staff sent to the resident is stored without invisible characters
     assert "查答案" in await staff_get(gateway, "/staff", {"q": "医保"})
     with db.session_scope() as s:
