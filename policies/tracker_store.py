@@ -6,10 +6,22 @@ endpoints.yml:  tracker_store: {type: policies.tracker_store.ScrubbingSQLTracker
                 tracker_store: {type: policies.tracker_store.ScrubbingTrackerStore}     (in memory, lost on restart)
 
 bot/conversations.py reads the SQL store's `events` table: what is kept, and deleting it after the retention period.
+
+A turn costs the same at the 300th message as at the first: the SQL store keeps every event, but loads per turn only a
+window of the current session (the session start, the events that set the state before the window — the latest value
+of each slot, the active loop, a pause — and the last `window_events` events), and stores exactly the events added
+since it loaded them. The policies, the action server (which gets the tracker Rasa holds) and the masking all work on
+that window. endpoints.yml may set `window_events:` (default 100; actions/respond.py reads the last 40).
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import logging
+from typing import Any, Iterator, List
+
+import sqlalchemy as sa
 from rasa.core.tracker_store import InMemoryTrackerStore, SQLTrackerStore
 from rasa.shared.core.events import BotUttered, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
@@ -23,6 +35,20 @@ MASK = "******"
 # slots sealed by bot.sealing (a household id, an expiry and a MAC, no personal number): masking a digit run of the
 # MAC would break the seal and end the resident's check at the next message
 SEALED_SLOTS = ("verified_household",)
+
+logger = logging.getLogger(__name__)
+
+# events loaded per turn besides the session start and the state before them: rules look at the last turn, memoization
+# (max_history unset) matches only stories shorter than a window, actions/respond.py's transcript() the last 40 events
+DEFAULT_WINDOW_EVENTS = 100
+# events after which nothing earlier in the session counts (the session start, a restart, all slots reset)
+RESET_TYPES = ("session_started", "restart", "reset_slots")
+# events whose latest value (per slot, per loop) is the conversation's state
+STATE_TYPES = ("slot", "active_loop", "form", "loop_interrupted", "form_validation", "pause", "resume")
+# events that undo earlier ones by replaying the tracker: before the window, the whole session is loaded instead
+REVERT_TYPES = ("rewind", "undo")
+# on the tracker: how many of its events are in the database already (set by retrieve and save)
+STORED = "_anju_stored_events"
 
 # the Rasa server imports this module when it starts, so its own logs are masked from here on
 install_log_masking()
@@ -54,12 +80,26 @@ class ScrubbingTrackerStore(InMemoryTrackerStore):
         await super().save(scrub(tracker))
 
 
+# the window is the last events of one sender: read backwards along this index, not the whole conversation
+SENDER_EVENTS_INDEX = sa.Index(
+    "ix_events_sender_id_id", SQLTrackerStore.SQLEvent.sender_id, SQLTrackerStore.SQLEvent.id
+)
+
+
 class ScrubbingSQLTrackerStore(SQLTrackerStore):
     """Rasa's SQLTrackerStore on the project's tracker database (bot.conversations.tracker_url()) unless endpoints.yml
     names one itself (`url:` with a whole SQLAlchemy URL, or Rasa's dialect/host/db/username/password). An SQLite file
-    is created private (folder 0700, file 0600) before Rasa opens it."""
+    is created private (folder 0700, file 0600) before Rasa opens it. Loads a bounded window of the current session
+    (module docstring); `retrieve_full_tracker` still reads the whole conversation."""
 
-    def __init__(self, domain=None, host: str | None = None, event_broker=None, **kwargs) -> None:
+    def __init__(
+        self,
+        domain=None,
+        host: str | None = None,
+        event_broker=None,
+        window_events: int = DEFAULT_WINDOW_EVENTS,
+        **kwargs,
+    ) -> None:
         if not host and not kwargs.get("db") and not kwargs.get("dialect"):
             host = conversations.tracker_url()
         if host and "://" in host:
@@ -67,6 +107,62 @@ class ScrubbingSQLTrackerStore(SQLTrackerStore):
         elif kwargs.get("dialect", "sqlite") == "sqlite" and kwargs.get("db"):
             db.private_sqlite_file(f"sqlite:///{kwargs['db']}")
         super().__init__(domain=domain, host=host, event_broker=event_broker, **kwargs)
+        self.window_events = int(window_events)
+        if self.window_events < 1:
+            raise ValueError(f"window_events must be at least 1, not {window_events!r}")
+        try:  # a database made before the index existed; several servers starting at once may race to create it
+            SENDER_EVENTS_INDEX.create(self.engine, checkfirst=True)
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as e:
+            logger.warning("could not create the index %s: %s", SENDER_EVENTS_INDEX.name, e)
+
+    async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
+        """The current session as a bounded window (module docstring); None for a conversation never stored."""
+        with self.session_scope() as session:
+            rows = self._window(session, sender_id)
+        if not rows or not self.domain:
+            return None
+        tracker = DialogueStateTracker.from_dict(sender_id, [json.loads(data) for data in rows], self.domain.slots)
+        setattr(tracker, STORED, len(tracker.events))
+        return tracker
+
+    def _window(self, session: Any, sender_id: str) -> List[str]:
+        """The stored events (as JSON) that make up the tracker: the whole session when it is no longer than the
+        window, else the session start, the last reset, the latest state-setting events before the window, and the
+        window itself — each a real stored event, in the order they were stored."""
+        E = self.SQLEvent
+        mine = session.query(E).filter(E.sender_id == sender_id)
+        start = (
+            mine.filter(E.type_name == "session_started").with_entities(sa.func.max(E.id)).scalar()
+        )  # Rasa's own retrieve: from the latest session start on, or everything when there is none
+        session_events = mine.filter(E.id >= start) if start is not None else mine
+        tail = session_events.order_by(E.id.desc()).limit(self.window_events + 1).with_entities(E.id, E.data).all()
+        if len(tail) <= self.window_events:
+            return [data for _, data in reversed(tail)]
+        window = tail[: self.window_events][::-1]
+        first = window[0][0]
+        before = session_events.filter(E.id < first)
+        reset = before.filter(E.type_name.in_(RESET_TYPES)).with_entities(sa.func.max(E.id)).scalar()
+        since_reset = before.filter(E.id > reset) if reset is not None else before
+        if since_reset.filter(E.type_name.in_(REVERT_TYPES)).first() is not None:
+            return [data for (data,) in session_events.order_by(E.id).with_entities(E.data)]
+        latest = (
+            since_reset.filter(E.type_name.in_(STATE_TYPES))
+            .group_by(E.type_name, E.action_name)
+            .with_entities(sa.func.max(E.id))
+        )
+        kept = {i for (i,) in latest} | {i for i in (start, reset) if i is not None}
+        head = mine.filter(E.id.in_(kept)).order_by(E.id).with_entities(E.data).all() if kept else []
+        return [data for (data,) in head] + [data for _, data in window]
+
+    def _additional_events(self, session: Any, tracker: DialogueStateTracker) -> Iterator:
+        """The events added since the tracker was loaded or last saved. A loaded tracker is a window, so Rasa's way
+        (count the session's stored events, skip as many of the tracker's) would skip the wrong ones; a tracker this
+        store did not load (a new conversation) is counted Rasa's way."""
+        stored = getattr(tracker, STORED, None)
+        if stored is None:
+            return super()._additional_events(session, tracker)
+        return itertools.islice(tracker.events, stored, None)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         await super().save(scrub(tracker))
+        setattr(tracker, STORED, len(tracker.events))

@@ -9,7 +9,15 @@ import time
 
 import pytest
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
+from rasa.shared.core.events import (
+    ActionExecuted,
+    BotUttered,
+    Restarted,
+    SessionStarted,
+    SlotSet,
+    UserUtteranceReverted,
+    UserUttered,
+)
 from rasa.shared.core.trackers import DialogueStateTracker
 from sqlalchemy import select
 
@@ -74,7 +82,9 @@ def raw_rows(url, sender):
     engine = db.make_engine(url)
     with engine.connect() as connection:
         rows = connection.execute(
-            select(conversations.events.c.data).where(conversations.events.c.sender_id == sender)
+            select(conversations.events.c.data)
+            .where(conversations.events.c.sender_id == sender)
+            .order_by(conversations.events.c.id)
         ).scalars()
         found = list(rows)
     engine.dispose()
@@ -158,3 +168,91 @@ def test_rasas_own_settings_still_work(tmp_path):
     store = ScrubbingSQLTrackerStore(domain=DOMAIN, dialect="sqlite", db=str(path))
     assert str(store.engine.url) == f"sqlite:///{path}"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# a long conversation, turn by turn as the Rasa server runs it: retrieve, the turn's events, save
+SLOT_CYCLE = [
+    ("topic", "transport_subsidy"),
+    ("work_region", "县外省内"),
+    ("topic", "school"),
+    ("school_level", "小学"),
+]
+
+
+def turn_events(i):
+    """One turn's events; every 4th turn sets a slot, turn 7 forever sets misses, the last turn carries a phone."""
+    text = f"问题{i}" if i != 149 else f"我的电话是{PHONE}"
+    events = [user(text), ActionExecuted("action_respond"), BotUttered(f"回答{i}")]
+    if i % 4 == 0:
+        events.append(SlotSet(*SLOT_CYCLE[(i // 4) % len(SLOT_CYCLE)]))
+    if i == 7:
+        events.append(SlotSet("misses", 2))
+    return [*events, ActionExecuted("action_listen")]
+
+
+def event_key(event):
+    return (event["event"], event.get("text") or event.get("name"), event.get("value"))
+
+
+async def test_a_long_conversation_loads_a_bounded_window_and_stores_every_event_once(tracker_url):
+    start = [ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")]
+    everything = list(start)
+    await new_store().save(DialogueStateTracker.from_events("long", start, DOMAIN.slots))
+    loaded_sizes = []
+    for i in range(150):
+        if i % 50 == 0:
+            store = new_store()  # a restarted server now and then
+        tracker = await store.retrieve("long")
+        loaded_sizes.append(len(tracker.events))
+        for event in turn_events(i):
+            tracker.update(event)
+            everything.append(event)
+        await store.save(tracker)
+        await store.save(tracker)  # saving the same tracker again adds nothing
+
+    stored = [json.loads(r) for r in raw_rows(tracker_url, "long")]
+    expected = [event_key(e.as_dict()) for e in everything]
+    expected = [(kind, text.replace(PHONE, "135****9995") if kind == "user" else text, v) for kind, text, v in expected]
+    assert [event_key(e) for e in stored] == expected  # every event once, in order, masked
+
+    window = store.window_events
+    assert max(loaded_sizes) <= window + 1 + len(DOMAIN.slots)  # session start, latest slots, the window
+    assert loaded_sizes[-1] < len(everything) / 5
+    tracker = await new_store().retrieve("long")
+    full = DialogueStateTracker.from_events("long", everything[1:], DOMAIN.slots)
+    assert tracker.current_slot_values() == full.current_slot_values()
+    assert tracker.get_slot("misses") == 2  # set once, 140 turns before the window
+    assert [e.as_dict() for e in tracker.events][-window:] == [e.as_dict() for e in full.events][-window:]
+    assert tracker.latest_message.text == "我的电话是135****9995"
+
+
+async def test_the_window_starts_after_a_restart_or_a_new_session(tracker_url):
+    store = new_store()
+    events = [ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")]
+    events += [SlotSet("head_name", "张三"), *turn_events(0)]
+    events += [Restarted(), ActionExecuted("action_listen"), *[e for i in range(1, 40) for e in turn_events(i)]]
+    await store.save(DialogueStateTracker.from_events("r", events, DOMAIN.slots))
+    tracker = await store.retrieve("r")
+    assert len(tracker.events) < store.window_events + 10
+    assert tracker.get_slot("head_name") is None  # set before the restart
+    full = DialogueStateTracker.from_events("r", events, DOMAIN.slots)
+    assert tracker.current_slot_values() == full.current_slot_values()
+    assert tracker.get_slot("school_level") == "小学"
+
+    tracker.update(SessionStarted())
+    tracker.update(ActionExecuted("action_listen"))
+    await store.save(tracker)
+    again = await new_store().retrieve("r")
+    assert [e.type_name for e in again.events] == ["session_started", "action"]
+    assert again.get_slot("topic") is None
+    assert len(raw_rows(tracker_url, "r")) == len(events) + 2
+
+
+async def test_an_undone_turn_before_the_window_loads_the_whole_session(tracker_url):
+    store = new_store()
+    events = [SessionStarted(), ActionExecuted("action_listen"), user("问题"), SlotSet("topic", "medical")]
+    events += [UserUtteranceReverted(), *[e for i in range(1, 40) for e in turn_events(i)]]
+    await store.save(DialogueStateTracker.from_events("u", events, DOMAIN.slots))
+    tracker = await store.retrieve("u")
+    assert len(tracker.events) == len(events)
+    assert tracker.get_slot("topic") == DialogueStateTracker.from_events("u", events, DOMAIN.slots).get_slot("topic")
