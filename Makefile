@@ -17,7 +17,7 @@ export PYTHONWARNINGS         := ignore
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install train layers run migrate demo-data import bench-import bench soak staff-admin staff-user shell test test-dialogues test-unit validate test-nlu test-conversations lint lock clean
+.PHONY: help install train layers run migrate demo-data import bench-import bench soak staff-admin staff-user shell test test-dialogues test-unit validate test-nlu test-conversations lint lint-deploy lock clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -112,10 +112,13 @@ bench: train ## benchmarks in one run: results/bench/report.md with figures (QUI
 bench-import: install ## time importing a 1773-household ledger into SQLite and PostgreSQL (prints figures)
 	TEST_POSTGRES_URL=$$(tools/test-postgres start) $(PY) tools/bench_import.py
 
-lint: install ## ruff over the Python code
+lint: install lint-deploy ## ruff over the Python code, the import layers, and the deployment files
 	$(VENV)/bin/ruff check actions bot policies tests tools/*.py tools/bench
 	$(VENV)/bin/ruff format --check actions bot policies tests tools/*.py tools/bench
 	$(VENV)/bin/lint-imports --no-cache
+
+lint-deploy: install ## deploy/ (systemd units, Kubernetes manifests, anju.env.example) and the Dockerfile, offline
+	$(PY) tools/lint_deploy.py
 
 lock: ## re-resolve requirements.in into requirements.lock (needs the registry; takes minutes)
 	@py=$$(tools/find-python310); rm -rf /tmp/anju-lock && "$$py" -m venv /tmp/anju-lock && \
