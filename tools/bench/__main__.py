@@ -19,10 +19,13 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict
 
@@ -113,17 +116,60 @@ class Counter1000:
 
 
 def first_answer(url: str, deadline: float = 120) -> float:
-    """Seconds until the gateway answers a resident with text (monotonic clock at the answer)."""
+    """When the gateway first answered a resident (time.monotonic()): an answer, not an apology."""
     end = time.monotonic() + deadline
+    outcome = "no reply"
     while time.monotonic() < end:
         try:
             r = requests.post(f"{url}/api/chat", json={"sender": "bench-cold", "message": "你好"}, timeout=30)
-            if r.ok and any(isinstance(x, dict) and x.get("text") for x in r.json()):
+            outcome = load.outcome_of("gateway", r.status_code, r.json())
+            if outcome == "ok":
                 return time.monotonic()
-        except (requests.RequestException, ValueError):
-            pass
+        except (requests.RequestException, ValueError) as e:
+            outcome = e.__class__.__name__
         time.sleep(0.2)
-    raise RuntimeError("the gateway gave no answer")
+    raise RuntimeError(f"the gateway gave no answer in {deadline:g} s (last: {outcome}); see the stack's logs")
+
+
+def check_paths(endpoints: load.Endpoints) -> None:
+    """Every path, on every Rasa server, answers before anything is measured: a Rasa server without a model still
+    passes its health check, and the gateway then apologises fast, which would pass for speed."""
+    checks = [("gateway", 0, "bench-check")]
+    for i in range(len(endpoints.rasa)):
+        checks.append(("parse", i, "bench-check"))
+        # a conversation id that the REST load would send to server i
+        n = next(n for n in range(10_000) if zlib.crc32(f"bench-check-{n}".encode()) % len(endpoints.rasa) == i)
+        checks.append(("rest", 0, f"bench-check-{n}"))
+    for target, client, conversation in checks:
+        url, payload, headers = endpoints.request(target, client, conversation, "去外省打工有交通补贴吗")
+        try:
+            r = requests.post(url, json=payload, headers=headers, timeout=30)
+            outcome = load.outcome_of(target, r.status_code, r.json())
+        except (requests.RequestException, ValueError) as e:
+            outcome = e.__class__.__name__
+        if outcome != "ok":
+            raise RuntimeError(f"{target} ({url}) does not answer: {outcome}; see the stack's logs")
+
+
+def model_snapshot(model: Path, work: Path, log=print) -> Path:
+    """A copy of the model that is whole (read to its end), taken when nobody is writing it: `make train` elsewhere
+    may rewrite models/anju.tar.gz during the run, and Rasa loading a half-written file serves without a model."""
+    copy = work / model.name
+    for _ in range(60):
+        size = model.stat().st_size
+        time.sleep(1)
+        if model.stat().st_size == size:
+            shutil.copy2(model, copy)
+            try:
+                with tarfile.open(copy, "r:gz") as archive:
+                    for _member in archive:
+                        pass
+                return copy
+            except (tarfile.TarError, OSError, EOFError):
+                pass
+        log(f"  {model} is being written; waiting …")
+        time.sleep(5)
+    raise RuntimeError(f"{model} did not settle into a whole archive")
 
 
 def git_commit() -> str:
@@ -136,6 +182,7 @@ def git_commit() -> str:
 
 def run_stack_sections(stack, wanted: set, args, data: Dict[str, Any], stamp: Callable[[str, dict], None]) -> None:
     endpoints = load.Endpoints(stack.url, list(stack.rasa_urls), stack.token())
+    check_paths(endpoints)
     counter = Counter1000(stack)
     snapshots: Dict[str, Dict[str, float]] = {"at start": stack.rss_mb()}
     stamp("stack", layout(stack, args.attach))
@@ -205,6 +252,7 @@ def main() -> int:
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="for the started stack")
     parser.add_argument("--model", default=str(ROOT / "models" / "anju.tar.gz"))
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the stack is stopped on the way out
     args.levels = [int(x) for x in args.levels.split(",")]
     for name, full, quick in (("seconds", 10.0, 5.0), ("rounds", 2, 1), ("ramp", 3.0, 2.0)):
         if getattr(args, name) is None:
@@ -273,7 +321,7 @@ def main() -> int:
             else:
                 extra = dict(kv.split("=", 1) for kv in args.env)
                 work = Path(tempfile.mkdtemp(prefix="anju-bench-"))
-                stack = LocalStack(work, model=model, env={**BENCH_ENV, **extra})
+                stack = LocalStack(work, model=model_snapshot(model, work, log), env={**BENCH_ENV, **extra})
                 log(f"starting the stack in {work} …")
                 try:
                     stack.start()
@@ -287,8 +335,9 @@ def main() -> int:
                         stamp("startup", cold)
                     run_stack_sections(stack, wanted, args, data, stamp)
                 except BaseException:
-                    log(f"the stack's logs stay in {work}")
                     stack.stop()
+                    (work / model.name).unlink(missing_ok=True)
+                    log(f"the stack's logs stay in {work}")
                     raise
                 stack.stop()
                 shutil.rmtree(work, ignore_errors=True)
@@ -296,6 +345,10 @@ def main() -> int:
         data["run"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         data_file.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
 
+    profile = data["sections"].get("length", {}).get("profile") or {}
+    files = [OUT / name for name in profile.get("files", [])]
+    if args.replot and files and all(f.is_file() for f in files):
+        profile.update(resources.summarise(files))  # the tables as resources.py draws them now
     text, headline = report.write(data, OUT)
     print(f"\n{headline}\n\nreport: {(OUT / 'report.md').relative_to(ROOT)}", flush=True)
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import statistics
 import time
 import uuid
@@ -53,12 +54,22 @@ class Endpoints:
         return f"{base}/webhooks/gateway/parse", {"text": message}, headers
 
 
-def answered(target: str, status: int, body: Any) -> bool:
+# the apologies that stand in for an answer (the gateway's when Rasa is down, slow or silent; the action's when it
+# timed out or failed, actions/respond.py): a reply, but not an answer
+APOLOGY = re.compile(r"^抱歉，.*着急的话请联系")
+
+
+def outcome_of(target: str, status: int, body: Any) -> str:
+    """ "ok" for an answer; otherwise what came back instead."""
     if status != 200:
-        return False
+        return f"HTTP {status}"
     if target == "parse":
-        return isinstance(body, dict) and isinstance(body.get("intent"), dict)
-    return isinstance(body, list) and any(isinstance(r, dict) and r.get("text") for r in body)
+        return "ok" if isinstance(body, dict) and isinstance(body.get("intent"), dict) else "HTTP 200 without an intent"
+    texts = [r["text"] for r in body if isinstance(r, dict) and r.get("text")] if isinstance(body, list) else []
+    if not texts:
+        return "HTTP 200 without text"
+    apology = next((t for t in texts if APOLOGY.match(t)), None)
+    return f"apology: {apology[:14]}…" if apology else "ok"
 
 
 class Messages:
@@ -116,9 +127,7 @@ async def post(session: aiohttp.ClientSession, target: str, url: str, payload: d
     try:
         async with session.post(url, json=payload, headers=headers) as response:
             body = await response.json(content_type=None)
-            outcome = "ok" if answered(target, response.status, body) else f"HTTP {response.status}"
-            if outcome == "HTTP 200":
-                outcome = "HTTP 200 without an answer"
+            outcome = outcome_of(target, response.status, body)
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
         outcome = e.__class__.__name__
     return outcome, (time.perf_counter() - started) * 1000, body

@@ -35,98 +35,74 @@ def _met(ok: bool | None) -> str:
 
 
 def headline_rows(data: Dict[str, Any]) -> List[Tuple[str, str, str, str]]:
+    """(metric, value, target, met?); a value from an earlier run than this one says which."""
     s = data.get("sections", {})
-    rows = []
+    run = data.get("run", {}).get("id")
+    rows: List[Tuple[str, str, str, str]] = []
+
+    def add(section: str, metric: str, value: str, target: str = "", met: str = "") -> None:
+        from_run = (s.get(section) or {}).get("run")
+        if from_run and from_run != run:
+            value += f" (run of {from_run})"
+        rows.append((metric, value, target, met))
+
     length, speed = s.get("length"), s.get("speed")
     growth = length.get("growth") if length else None
     window = length["window"] if length else 50
-    rows.append(
-        (
-            f"growth: median of the last {window} / first {window} messages of one "
-            f"{length['messages'] if length else 300}-message conversation (gateway)",
-            f"{growth:.2f}×" if growth else "not measured",
-            f"≤ {GROWTH_TARGET}×",
-            _met(growth <= GROWTH_TARGET if growth else None),
-        )
+    add(
+        "length",
+        f"growth: median of the last {window} / first {window} messages of one "
+        f"{length['messages'] if length else 300}-message conversation (gateway)",
+        f"{growth:.2f}×" if growth else "not measured",
+        f"≤ {GROWTH_TARGET}×",
+        _met(growth <= GROWTH_TARGET if growth else None),
     )
-    paired = length.get("paired_growth") if length else None
-    if paired:
-        rows.append(("growth against a control (each message also sent as a new conversation)", f"{paired:.2f}×", "",
-                     ""))  # fmt: skip
+    if length and length.get("paired_growth"):
+        add("length", "the same against a control (each message also sent as a new conversation)",
+            f"{length['paired_growth']:.2f}×")  # fmt: skip
     full = _ratio(speed, "gateway", "parse", RATIO_CLIENTS)
-    rows.append(
-        (
-            f"full path / bare parse: answered messages/s at {RATIO_CLIENTS} clients",
-            f"{full:.2f}×" if full is not None else "not measured",
-            f"≥ {FULL_PATH_TARGET}×",
-            _met(full >= FULL_PATH_TARGET if full is not None else None),
-        )
+    add(
+        "speed",
+        f"full path / bare parse: answered messages/s at {RATIO_CLIENTS} clients",
+        f"{full:.2f}×" if full is not None else "not measured",
+        f"≥ {FULL_PATH_TARGET}×",
+        _met(full >= FULL_PATH_TARGET if full is not None else None),
     )
     rest = _ratio(speed, "rest", "parse", RATIO_CLIENTS)
     if rest is not None:
-        rows.append((f"Rasa REST channel / bare parse at {RATIO_CLIENTS} clients", f"{rest:.2f}×", "", ""))
-    gateway = _cell(speed, "gateway", RATIO_CLIENTS)
-    if gateway:
-        rows.append(
-            (
-                f"gateway at {RATIO_CLIENTS} clients: messages/s, p50 / p95 / p99",
-                f"{gateway['messages_per_s']:.1f}/s, {gateway['p50_ms']:.0f} / {gateway['p95_ms']:.0f} / "
-                f"{gateway['p99_ms']:.0f} ms",
-                "",
-                "",
-            )
-        )
+        add("speed", f"Rasa REST channel / bare parse at {RATIO_CLIENTS} clients", f"{rest:.2f}×")
+    for target in ("gateway", "parse"):
+        c = _cell(speed, target, RATIO_CLIENTS)
+        if c:
+            value = f"{c['messages_per_s']:.1f}/s, {c['p50_ms']:.0f} / {c['p95_ms']:.0f} / {c['p99_ms']:.0f} ms"
+            add("speed", f"{target} at {RATIO_CLIENTS} clients: messages/s, p50 / p95 / p99", value)
     u = s.get("understanding")
     if u:
+        macro = u["rasa"]["macro_f1"]
+        add("understanding", "held-out macro-F1, the model", f"{macro:.3f}", f"≥ {NLU_BAR} (make test-nlu)",
+            _met(macro >= NLU_BAR))  # fmt: skip
         best = max(u["baselines"]["models"], key=lambda m: m["macro_f1"])
-        rows.append(
-            (
-                "held-out macro-F1, the model",
-                f"{u['rasa']['macro_f1']:.3f}",
-                f"≥ {NLU_BAR} (make test-nlu)",
-                _met(u["rasa"]["macro_f1"] >= NLU_BAR),
-            )
-        )
-        rows.append((f"held-out macro-F1, best baseline ({best['name']})", f"{best['macro_f1']:.3f}", "", ""))
+        add("understanding", f"held-out macro-F1, best baseline ({best['name']})", f"{best['macro_f1']:.3f}")
     d = s.get("dialogues")
     if d:
         sample = "" if d["dialogues"] == d["of"] else f" (1 in {round(d['of'] / d['dialogues'])} of {d['of']})"
-        rows.append((f"dialogue suite pass rate{sample}", f"{100 * d['pass_rate']:.1f}% of {d['dialogues']}", "", ""))
+        add("dialogues", f"dialogue suite pass rate{sample}", f"{100 * d['pass_rate']:.1f}% of {d['dialogues']}")
     if s.get("startup"):
-        rows.append(
-            (
-                "cold start: processes started → first answer through the gateway",
-                f"{s['startup']['seconds']:.0f} s",
-                "",
-                "",
-            )
-        )
+        add("startup", "cold start: processes started → first answer through the gateway",
+            f"{s['startup']['seconds']:.0f} s")  # fmt: skip
     t = s.get("train")
-    rows.append(
-        (
-            "`rasa train` from an empty cache",
-            f"{t['seconds']:.0f} s ({_when(t, data)})" if t else "not measured (--train)",
-            "",
-            "",
-        )
-    )
+    add("train", "`rasa train` from an empty cache", f"{t['seconds']:.0f} s" if t else "not measured (TRAIN=1)")
     if s.get("model"):
-        rows.append(("model size", f"{s['model']['size_mb']:.0f} MB", "", ""))
+        add("model", "model size", f"{s['model']['size_mb']:.0f} MB")
     m = s.get("memory")
     if m and m["snapshots"].get(f"after {m['after']} messages"):
         snap = m["snapshots"][f"after {m['after']} messages"]
         parts = ", ".join(f"{k} {v:.0f}" for k, v in sorted(snap.items()))
-        rows.append((f"RSS after {m['after']} messages (MB)", f"{sum(snap.values()):.0f} ({parts})", "", ""))
+        add("memory", f"RSS after {m['after']} messages (MB)", f"{sum(snap.values()):.0f} ({parts})")
     i = s.get("import")
     if i:
-        rows.append(
-            (
-                f"ledger import, {i['members']} members (SQLite)",
-                f"{i['seconds']:.1f} s, peak RSS {i['peak_rss_mb']:.0f} MB",
-                "",
-                "",
-            )
-        )
+        add("import", f"ledger import, {i['members']} members (SQLite)",
+            f"{i['seconds']:.1f} s, peak RSS {i['peak_rss_mb']:.0f} MB")  # fmt: skip
     return rows
 
 
@@ -349,7 +325,7 @@ def _length(lines: List[str], length: Dict[str, Any], data: Dict[str, Any], out:
         f"{BENCH} --only length",
     )
     profile = length.get("profile") or {}
-    lines += ["### Profile of the Rasa server during this conversation", ""]
+    lines += ["### Profile of the Rasa server during this conversation and its control", ""]
     if not profile.get("available"):
         lines += ["py-spy is not installed (`.venv/bin/pip install py-spy`) or `--no-profile` was given.", ""]
     elif profile.get("error"):
@@ -359,8 +335,9 @@ def _length(lines: List[str], length: Dict[str, Any], data: Dict[str, Any], out:
             f"py-spy record, 100 samples/s, idle threads left out ({profile['samples']} samples); raw collapsed "
             f"stacks in {', '.join(f'`{f}`' for f in profile['files'])} (open them in speedscope.app or "
             f"flamegraph.pl). {100 * profile.get('event_loop', 0):.1f}% of the samples have no Python frame below the "
-            "server (the event loop itself). The frames every request sits under (CLI, Sanic, asyncio, threads) are "
-            "left out; share of all samples on which a function is on the stack (inclusive) or at its top (self):"
+            "server (the event loop itself). The frames every request sits under (CLI, Sanic, asyncio, threads, "
+            "dask) are left out; share of all samples on which a function is on the stack (inclusive) or at its top "
+            "(self):"
         )
         lines.append("")
         rows = [[f"{100 * s:.1f}%", f"`{n}`"] for n, s in profile["inclusive"]]
@@ -386,7 +363,7 @@ def _resources(lines: List[str], s: Dict[str, Any], data: Dict[str, Any], out: P
     if t:
         lines.append(
             f"- **`rasa train`** from an empty cache into a temporary directory: {t['seconds']:.0f} s, model "
-            f"{t['model_mb']:.0f} MB ({_when(t, data)}, {t.get('measured_at', '')}). `make train` retrains only when "
+            f"{t['model_mb']:.0f} MB ({_when(t, data)}). `make train` retrains only when "
             f"something changed, reusing `.rasa/`'s cache. Reproduce: `{t['command']}`"
         )
     else:

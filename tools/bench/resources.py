@@ -86,10 +86,10 @@ class Profiler:
 
 
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
-# the frames every request sits under (the CLI, the Sanic server, the event loop, thread pools): left out of the
-# tables, so they show where the time goes inside a request
+# the frames every request sits under (the CLI, the Sanic server, the event loop, thread pools, the graph runner's
+# dask scheduler): left out of the tables, so they show where the time goes inside a request
 PLUMBING = ("sanic/", "rasa/cli/", "rasa/__main__.py", "rasa/api.py", "rasa/core/run.py", "asyncio/", "threading.py",
-            "concurrent/futures/")  # fmt: skip
+            "concurrent/futures/", "dask/")  # fmt: skip
 
 
 def _frame(frame: str) -> str | None:
@@ -106,7 +106,7 @@ def _frame(frame: str) -> str | None:
     return f"{match['function']} ({path})"
 
 
-def summarise(files: List[Path], top: int = 15) -> Dict[str, Any]:
+def summarise(files: List[Path], top: int = 20) -> Dict[str, Any]:
     """From py-spy's collapsed stacks: the functions on the most samples (inclusive) and at the top of the stack
     (self), each as a share of all samples; samples with no frame below the plumbing are the event loop itself."""
     inclusive: Counter = Counter()
