@@ -150,7 +150,7 @@ class Profiles:
                 [*command, "--rate", "50", "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
 
-    def stop(self, top: int = 25) -> str:
+    def stop(self, top: int = 40) -> str:
         lines = []
         for name, spy in self.spies.items():
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
