@@ -17,6 +17,7 @@ import time
 from typing import Awaitable, Callable, Tuple, TypeVar
 
 import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from bot.clients import wechat
@@ -47,7 +48,13 @@ class SharedState:
         prefix: str = "anju:",
     ):
         self.client = redis.asyncio.Redis.from_url(
-            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            # a connection Redis closed (a restart, a managed service's failover) is made again once, at once;
+            # a timeout is not retried: a hung Redis costs one timeout, then the breaker
+            retry_on_error=[RedisConnectionError],
+            client_name="anju-gateway",  # CLIENT LIST tells the gateways' connections from Rasa's lock store's
         )
         self.prefix = prefix
         self.retry_after = retry_after

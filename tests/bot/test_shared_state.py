@@ -245,6 +245,21 @@ async def test_a_hung_redis_costs_one_timeout_then_is_left_alone(make_client, sh
         assert b"anju:rate:conversation:api:after" in set(r.keys("anju:rate:*")) - before
 
 
+async def test_connections_cut_by_redis_are_made_again_at_once(make_client, shared_settings, upstream, redis_url):
+    """A Redis restart or failover closes every connection: the next command connects again at once, and nothing
+    falls back to a single process's state (a burst split across both gateways is still limited once)."""
+    a, b = [await make_client(dataclasses.replace(shared_settings, rate_limit_per_ip=0)) for _ in "AB"]
+    statuses = []
+    with redis.Redis.from_url(redis_url) as r:
+        for i in range(14):
+            if i % 3 == 2:
+                gateways = [c["id"] for c in r.client_list() if c["name"] == "anju-gateway"]
+                assert gateways and all(r.client_kill_filter(_id=id) for id in gateways)
+            response = await (a, b)[i % 2].post("/api/chat", json={"sender": "cut", "message": "你好"})
+            statuses.append(response.status)
+    assert statuses == [200] * 10 + [429] * 4
+
+
 def test_without_redis_url_each_process_keeps_its_own_state(settings):
     assert settings.redis_url == "" and shared_state.connect("") is None
     assert not isinstance(Throttle(0), shared_state.SharedThrottle)
