@@ -187,7 +187,7 @@ def run_stack_sections(stack, wanted: set, args, data: Dict[str, Any], stamp: Ca
     snapshots: Dict[str, Dict[str, float]] = {"at start": stack.rss_mb()}
     stamp("stack", layout(stack, args.attach))
 
-    log("warm-up: 10 messages on each path (not measured)")
+    log("warm-up: every message of the load parsed once, then 10 messages on each path (not measured)")
     asyncio.run(load.warm_up(endpoints, on_message=counter))
 
     if "length" in wanted:

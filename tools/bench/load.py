@@ -172,8 +172,15 @@ async def run_cell(
 
 
 async def warm_up(endpoints: Endpoints, messages: int = 10, on_message: Callable[[str], None] | None = None) -> None:
-    """The first messages after start-up load what Rasa and the action server load lazily: not measured."""
+    """Not measured: every message the load can send, parsed once on every Rasa server (the model's first look at an
+    input can cost far more than the next: loading, tracing), then a few conversations on each path."""
+    distinct = sorted({*questions(), *FOLLOW_UPS, *HOUSEHOLD})
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        for server in range(len(endpoints.rasa)):
+            for start in range(0, len(distinct), 8):
+                batch = distinct[start : start + 8]
+                calls = [endpoints.request("parse", server, "warm", text) for text in batch]
+                await asyncio.gather(*(post(session, "parse", *call) for call in calls))
         for target in TARGETS:
             source = Messages(999)
             sent = 0
