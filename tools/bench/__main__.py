@@ -2,7 +2,7 @@
 the headline figures. Asserts nothing: a benchmark, not a test.
 
     make bench                 everything (about 10–15 minutes on 2 cores), on a stack started on free ports
-    make bench QUICK=1         the same, shorter (about 4 minutes): one 5 s window a speed cell, 1 dialogue in 8
+    make bench QUICK=1         the same, shorter (about 5 minutes): one 5 s window a speed cell, 1 dialogue in 8
     make bench TRAIN=1         also times `rasa train` from an empty cache into a temporary directory (~2 min more)
     make bench ATTACH=1        against the stack `make run` started (start it with ANJU_RATE_LIMIT_PER_IP=0)
     python -m tools.bench --only speed,length       some sections only; the others stay as the last run left them
