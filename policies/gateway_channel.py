@@ -21,6 +21,10 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot import sealing
+from policies import action_validation
+
+# Rasa loads this channel at start: from then on it checks the action server's answers without re-checking the schema
+action_validation.install()
 
 
 class GatewayInput(RestInput):
