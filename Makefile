@@ -41,14 +41,15 @@ train: install ## train the model when its files changed, or when Rasa's fingerp
 layers: install ## draw the imports and check that they run one way: core <- clients <- staff <- web; actions, policies
 	$(VENV)/bin/lint-imports
 
-run: train demo-data ## start the action server, the Rasa server and the gateway until Ctrl-C
+run: train demo-data ## start the action server, the Rasa server(s) (ANJU_RASA_REPLICAS) and the gateway until Ctrl-C
 	@echo "安居助手 chat page:    http://localhost:$${ANJU_GATEWAY_PORT:-8080}/"
 	@echo "         kiosk:        http://localhost:$${ANJU_GATEWAY_PORT:-8080}/kiosk"
 	@echo "         WeChat:       http://localhost:$${ANJU_GATEWAY_PORT:-8080}/wechat (set WECHAT_TOKEN first)"
 	@echo "         Rasa:         http://localhost:$(RASA_PORT)/webhooks/gateway/webhook (loopback only, with the token)"
 	@echo "Ctrl-C stops everything."
 	@$(PY) -m bot.conversations --prune
-	ANJU_MODEL=$(MODEL) RASA_PORT=$(RASA_PORT) ACTIONS_PORT=$(ACTIONS_PORT) $(VENV)/bin/honcho start -f Procfile
+	@ANJU_RASA_URL=http://127.0.0.1:$(RASA_PORT) ANJU_ACTIONS_URL=http://127.0.0.1:$(ACTIONS_PORT) $(PY) -m bot.layout
+	ANJU_MODEL=$(MODEL) RASA_PORT=$(RASA_PORT) ACTIONS_PORT=$(ACTIONS_PORT) $(VENV)/bin/honcho start -f run/Procfile
 
 migrate: install ## upgrade the database (DATABASE_URL, default run/anju.sqlite3) to the current schema revision
 	@$(PY) -m bot.migrate

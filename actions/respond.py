@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import Any, Dict, List, Text
+import threading
+from typing import Any, Dict, List, Sequence, Text, Tuple
 
 import requests
 from rasa_sdk import Action, Tracker
@@ -17,11 +18,13 @@ from bot import dialogue, knowledge, privacy, rules, sealing
 from bot import settings as settings_module
 from bot.dialogue_services import DatabaseServices
 from bot.faq import FaqIndex
+from bot.replicas import Replicas
 from bot.text_normalization import clean_input
 
 logger = logging.getLogger(__name__)
 STATE_SLOTS = [f.name for f in dataclasses.fields(dialogue.State)]
 PARSE_TIMEOUT_SECONDS = 5
+PARSE_CONNECT_SECONDS = 1
 # the answer is given up after this long (Rasa's own wait for an action is 5 minutes)
 ANSWER_DEADLINE_SECONDS = 8
 PRIVATE_MARK = privacy.PRIVATE_REPLY_MARK
@@ -76,21 +79,47 @@ def transcript(tracker: Tracker) -> List[str]:
 
 
 class RasaParser:
-    """Understands a piece of a message (a clause, a correction) with the same model, through the Rasa server's
-    gateway channel (policies/gateway_channel.py)."""
+    """Understands a piece of a message (a clause, a correction) with the same model, through a Rasa server's gateway
+    channel (policies/gateway_channel.py): any of them (ANJU_RASA_URLS) in turn, the next when one refuses the
+    connection (a parse changes nothing, so asking another is always safe). Connections are kept open between turns."""
 
-    def __init__(self, base_url: str, token: str):
-        self.url = base_url.rstrip("/") + "/webhooks/gateway/parse"
+    def __init__(self, base_urls: Sequence[str] | str, token: str):
+        urls = (base_urls,) if isinstance(base_urls, str) else tuple(base_urls)
+        # one set of marks per list of servers, kept across turns: a server that is down is passed over a while
+        self.replicas = _parse_replicas.get(urls) or _parse_replicas.setdefault(urls, Replicas(urls))
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def __call__(self, text: str) -> dialogue.Understood | None:
-        try:
-            response = requests.post(self.url, json={"text": text}, headers=self.headers, timeout=PARSE_TIMEOUT_SECONDS)
-            response.raise_for_status()
-            return dialogue.Understood.from_parse_data(response.json())
-        except (requests.RequestException, ValueError) as e:
-            logger.warning("could not parse a clause through Rasa: %s", e)
-            return None
+        for base in self.replicas.any():
+            try:
+                response = _http().post(
+                    f"{base}/webhooks/gateway/parse",
+                    json={"text": text},
+                    headers=self.headers,
+                    timeout=(PARSE_CONNECT_SECONDS, PARSE_TIMEOUT_SECONDS),
+                )
+                response.raise_for_status()
+                self.replicas.mark_up(base)
+                return dialogue.Understood.from_parse_data(response.json())
+            except requests.ConnectionError as e:
+                self.replicas.mark_down(base)
+                logger.warning("Rasa server %s is not reachable for a parse (%s); trying the next", base, e)
+            except (requests.RequestException, ValueError) as e:
+                logger.warning("could not parse a clause through Rasa: %s", e)
+                return None
+        return None
+
+
+_parse_replicas: Dict[Tuple[str, ...], Replicas] = {}
+_sessions = threading.local()
+
+
+def _http() -> requests.Session:
+    """This worker thread's HTTP session (requests' sessions are not shared between threads): keep-alive to Rasa."""
+    session = getattr(_sessions, "session", None)
+    if session is None:
+        session = _sessions.session = requests.Session()
+    return session
 
 
 _faq_cache: Dict[int, FaqIndex] = {}
@@ -146,7 +175,7 @@ class ActionRespond(Action):
             kb,
             s,
             services,
-            RasaParser(s.rasa_url, sealing.rasa_token(s)),
+            RasaParser(s.rasa_urls, sealing.rasa_token(s)),
             rules.PolicyFacts.from_knowledge(kb.entries),
             faq_for(kb),
         )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Tuple
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,6 +51,13 @@ class Settings:
     gateway_host: str = field(default_factory=lambda: _env("ANJU_GATEWAY_HOST", "0.0.0.0"))
     gateway_port: int = field(default_factory=lambda: int(_env("ANJU_GATEWAY_PORT", "8080")))
     rasa_url: str = field(default_factory=lambda: _env("ANJU_RASA_URL", "http://127.0.0.1:5005"))
+    # several Rasa servers (README: Scaling): `make run` starts ANJU_RASA_REPLICAS of them (python -m bot.layout); the
+    # gateway sends each conversation to one of ANJU_RASA_URLS (comma-separated; by default ANJU_RASA_URL and the
+    # ports after it, one a replica), the action server parses on any of them
+    rasa_replicas: int = field(default_factory=lambda: max(1, int(_env("ANJU_RASA_REPLICAS", "1"))))
+    rasa_urls_listed: Tuple[str, ...] = field(
+        default_factory=lambda: tuple(u.strip() for u in _env("ANJU_RASA_URLS", "").split(",") if u.strip())
+    )
     # Redis (empty: none): with several Rasa servers, their lock store (bot/layout.py); shared gateway state
     redis_url: str = field(default_factory=lambda: _env("REDIS_URL", ""))
     actions_url: str = field(default_factory=lambda: _env("ANJU_ACTIONS_URL", "http://127.0.0.1:5055"))
@@ -92,6 +101,22 @@ class Settings:
     staff_session_max_hours: float = field(default_factory=lambda: float(_env("ANJU_STAFF_SESSION_MAX_HOURS", "8")))
     staff_cookie_secure: bool = field(default_factory=lambda: _env("ANJU_STAFF_COOKIE_SECURE", "0") == "1")
     knowledge_dir: Path = field(default_factory=lambda: Path(_env("ANJU_KNOWLEDGE_DIR", str(ROOT / "knowledge"))))
+
+    @property
+    def rasa_urls(self) -> Tuple[str, ...]:
+        """Every Rasa server: ANJU_RASA_URLS, or ANJU_RASA_URL and, for ANJU_RASA_REPLICAS > 1, the same address on the
+        ports after it (http://127.0.0.1:5005, …:5006, …)."""
+        if self.rasa_urls_listed:
+            return tuple(dict.fromkeys(u.rstrip("/") for u in self.rasa_urls_listed))  # in order, each once
+        first = self.rasa_url.rstrip("/")
+        if self.rasa_replicas == 1:
+            return (first,)
+        parts = urlsplit(first)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+        auth = parts.netloc.rpartition("@")[0]
+        netlocs = [f"{auth + '@' if auth else ''}{host}:{port + i}" for i in range(self.rasa_replicas)]
+        return tuple(urlunsplit(parts._replace(netloc=netloc)) for netloc in netlocs)
 
     def contact_placeholders(self) -> dict[str, str]:
         """The {placeholders} that knowledge answers may use."""

@@ -6,6 +6,10 @@ the Procfile, on a database of their own with the demo ledger, stopped by proces
         stack.rss_mb()                 # {"actions": …, "rasa": …, "gateway": …}
         stack.rasa_urls                # every Rasa server behind the gateway (its gateway channel wants stack.token())
         stack.up_after                 # seconds from starting the processes until each one answered its health check
+
+ANJU_RASA_REPLICAS=N (in `env` or the environment) starts N Rasa servers ("rasa-1" … "rasa-N"; one is "rasa") on the
+same tracker store, with Redis's lock store when REDIS_URL is set (bot/layout.py, as `make run`). DATABASE_URL in
+`env` puts the ledger and the conversations there instead of SQLite files in `work`.
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ from pathlib import Path
 from typing import Dict
 
 import requests
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))
+
+from bot import conversations, layout  # noqa: E402
 
 
 def free_port() -> int:
@@ -43,20 +51,27 @@ class LocalStack:
         self.work = work
         self.work.mkdir(parents=True, exist_ok=True)
         self.model = model
-        ports = {name: free_port() for name in ("actions", "rasa", "gateway")}
+        given = {**os.environ, **(env or {})}
+        replicas = max(1, int(given.get("ANJU_RASA_REPLICAS", "1").strip() or "1"))
+        rasa_names = ["rasa"] if replicas == 1 else [f"rasa-{i + 1}" for i in range(replicas)]
+        ports = {name: free_port() for name in ("actions", *rasa_names, "gateway")}
         self.url = f"http://127.0.0.1:{ports['gateway']}"
-        self.rasa_url = f"http://127.0.0.1:{ports['rasa']}"
-        self.rasa_urls = [self.rasa_url]
-        database = f"sqlite:///{work / 'anju.sqlite3'}"
+        self.rasa_urls = [f"http://127.0.0.1:{ports[name]}" for name in rasa_names]
+        self.rasa_url = self.rasa_urls[0]
+        database = (env or {}).get("DATABASE_URL") or f"sqlite:///{work / 'anju.sqlite3'}"
+        tracker = f"sqlite:///{work / 'conversations.sqlite3'}"
+        if (env or {}).get("DATABASE_URL"):
+            tracker = conversations.default_tracker_url(database)
         self.env = {
             **os.environ,
             "RASA_TELEMETRY_ENABLED": "false",
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONWARNINGS": "ignore",
             "DATABASE_URL": database,
-            "ANJU_TRACKER_URL": f"sqlite:///{work / 'conversations.sqlite3'}",
+            "ANJU_TRACKER_URL": tracker,
             "ANJU_SECRET_FILE": str(work / "secret.key"),
             "ANJU_RASA_URL": self.rasa_url,
+            "ANJU_RASA_URLS": ",".join(self.rasa_urls),
             "ANJU_ACTIONS_URL": f"http://127.0.0.1:{ports['actions']}",
             "ANJU_GATEWAY_HOST": "127.0.0.1",
             "ANJU_GATEWAY_PORT": str(ports["gateway"]),
@@ -64,24 +79,25 @@ class LocalStack:
             "ANJU_RATE_LIMIT_PER_IP": "0",
             **(env or {}),
         }
+        # endpoints.yml as make run has it (bot/layout.py): this stack's action server, with REDIS_URL Redis's locks
+        endpoints_config = layout.endpoints_config(self.env["ANJU_ACTIONS_URL"], self.env.get("REDIS_URL", "").strip())
         endpoints = work / "endpoints.yml"
-        endpoints.write_text(
-            f'action_endpoint:\n  url: "http://127.0.0.1:{ports["actions"]}/webhook"\n'
-            "tracker_store:\n  type: policies.tracker_store.ScrubbingSQLTrackerStore\n",
-            encoding="utf-8",
-        )
+        endpoints.write_text(yaml.safe_dump(endpoints_config, sort_keys=False), encoding="utf-8")
         rasa = str(VENV_BIN / "rasa")
         self.commands = {
             "actions": [rasa, "run", "actions", "--actions", "actions", "--port", str(ports["actions"])],
-            "rasa": [
-                rasa, "run", "--model", str(model), "--interface", "127.0.0.1", "--port", str(ports["rasa"]),
-                "--credentials", str(ROOT / "credentials.yml"), "--endpoints", str(endpoints),
-            ],
+            **{
+                name: [
+                    rasa, "run", "--model", str(model), "--interface", "127.0.0.1", "--port", str(ports[name]),
+                    "--credentials", str(ROOT / "credentials.yml"), "--endpoints", str(endpoints),
+                ]
+                for name in rasa_names
+            },
             "gateway": [sys.executable, "-m", "bot.web"],
         }  # fmt: skip
         self.health = {
             "actions": f"http://127.0.0.1:{ports['actions']}/health",
-            "rasa": f"http://127.0.0.1:{ports['rasa']}/",
+            **{name: f"http://127.0.0.1:{ports[name]}/" for name in rasa_names},
             "gateway": f"{self.url}/healthz",
         }
         self.processes: Dict[str, subprocess.Popen] = {}

@@ -1,13 +1,30 @@
-"""Talks to the Rasa server's gateway channel (Rasa's REST contract behind a token, policies/gateway_channel.py) with
-aiohttp, with a timeout; failures become RasaUnavailable (RasaTooSlow when the time ran out)."""
+"""Talks to the Rasa servers' gateway channel (Rasa's REST contract behind a token, policies/gateway_channel.py) with
+aiohttp, with a timeout; failures become RasaUnavailable (RasaTooSlow when the time ran out).
+
+With several Rasa servers (ANJU_RASA_URLS, README: Scaling) each conversation goes to its own server (bot.replicas:
+rendezvous hashing on the conversation id), and to the next in its order only when its own refuses the connection.
+A message is sent again elsewhere only when it provably never reached Rasa (the connection was never made); after a
+timeout or a dropped answer Rasa may have taken the turn, and sending it again could answer it twice."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import aiohttp
+
+from bot.replicas import Replicas
+
+logger = logging.getLogger(__name__)
+# a TCP connection to a live Rasa server is made in well under this (loopback or a LAN); past it, the server is gone
+CONNECT_SECONDS = 1.0
+HEALTH_SECONDS = 2.0
+# the connection was never made, so nothing was sent: refused, unreachable, or no TCP handshake within the connect
+# timeout (aiohttp 3.10+ names that ConnectionTimeoutError; 3.9, whose ServerTimeoutError here can only come from the
+# connect since no sock_read timeout is set)
+NEVER_SENT = (aiohttp.ClientConnectorError, getattr(aiohttp, "ConnectionTimeoutError", aiohttp.ServerTimeoutError))
 
 
 class RasaUnavailable(Exception):
@@ -22,17 +39,21 @@ class RasaClient:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        base_url: str,
+        base_url: str | Sequence[str],
         timeout_seconds: float,
         token: str,
         max_concurrent: int = 16,
     ):
         self._session = session
-        # at most this many requests in flight to Rasa; the rest wait their turn, within the same timeout
-        self._slots = asyncio.Semaphore(max(1, max_concurrent))
-        self._base = base_url.rstrip("/")
+        self.replicas = Replicas([base_url] if isinstance(base_url, str) else list(base_url))
+        # at most this many requests in flight to each Rasa server; the rest wait their turn, within the same timeout
+        self._slots = {url: asyncio.Semaphore(max(1, max_concurrent)) for url in self.replicas.urls}
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._headers = {"Authorization": f"Bearer {token}"}
+
+    @property
+    def urls(self) -> List[str]:
+        return list(self.replicas.urls)
 
     async def send(
         self,
@@ -46,32 +67,71 @@ class RasaClient:
         client's timeout when None), waiting for a free slot included."""
         payload = {"sender": sender, "message": message, "input_channel": channel, "metadata": metadata or {}}
         total = self._timeout.total if timeout is None else timeout
-        started = time.monotonic()
+        deadline = time.monotonic() + total
+        refused = []
+        for url in self.replicas.for_conversation(sender):
+            try:
+                replies = await self._post(url, payload, deadline, total)
+            except _NeverReached as e:
+                if time.monotonic() >= deadline:  # our own time ran out while connecting: no sign the server is down
+                    raise RasaTooSlow(f"no Rasa server took the message within {total:g} s") from e
+                # nothing was sent: the next server in this conversation's order may take it, and nothing else goes
+                # to this one for a few seconds
+                self.replicas.mark_down(url)
+                refused.append(url)
+                logger.warning("Rasa server %s refused the connection (%s); trying the next", url, e.reason)
+                continue
+            self.replicas.mark_up(url)
+            return replies
+        raise RasaUnavailable(f"no Rasa server took the message ({len(refused)} refused)")
+
+    async def _post(self, url: str, payload: Dict[str, Any], deadline: float, total: float) -> List[Dict[str, Any]]:
+        slots = self._slots[url]
         try:
-            await asyncio.wait_for(self._slots.acquire(), total)
+            await asyncio.wait_for(slots.acquire(), max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError as e:
             raise RasaTooSlow("too many requests in flight to Rasa") from e
         try:
-            left = aiohttp.ClientTimeout(total=max(0.1, total - (time.monotonic() - started)))
+            left = max(0.1, deadline - time.monotonic())
+            # no sock_read timeout: past the connect, only the total timeout (a bare asyncio.TimeoutError)
+            timeout = aiohttp.ClientTimeout(total=left, sock_connect=min(left, CONNECT_SECONDS))
             async with self._session.post(
-                f"{self._base}/webhooks/gateway/webhook", json=payload, headers=self._headers, timeout=left
+                f"{url}/webhooks/gateway/webhook", json=payload, headers=self._headers, timeout=timeout
             ) as response:
                 if response.status != 200:
                     raise RasaUnavailable(f"Rasa answered HTTP {response.status}")
                 replies = await response.json(content_type=None)
+        except NEVER_SENT as e:
+            raise _NeverReached(str(e) or e.__class__.__name__) from e
         except asyncio.TimeoutError as e:
             raise RasaTooSlow(f"no answer within {total:g} s") from e
         except (aiohttp.ClientError, ValueError) as e:
             raise RasaUnavailable(str(e) or e.__class__.__name__) from e
         finally:
-            self._slots.release()
+            slots.release()
         if not isinstance(replies, list):
             raise RasaUnavailable("Rasa's reply is not a list")
         return replies
 
     async def healthy(self, url: str | None = None) -> bool:
+        """Whether `url` answers a GET with 200; without one, whether any Rasa server does."""
+        if url is None:
+            return any((await self.replicas_healthy()).values())
         try:
-            async with self._session.get(url or f"{self._base}/", timeout=aiohttp.ClientTimeout(total=2)) as r:
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=HEALTH_SECONDS)) as r:
                 return r.status == 200
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return False
+
+    async def replicas_healthy(self) -> Dict[str, bool]:
+        """Each Rasa server: up or not, checked side by side, each within HEALTH_SECONDS."""
+        checks = await asyncio.gather(*(self.healthy(f"{url}/") for url in self.replicas.urls))
+        return dict(zip(self.replicas.urls, checks, strict=True))
+
+
+class _NeverReached(Exception):
+    """The connection to a Rasa server was never made: the message was not sent."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

@@ -76,7 +76,7 @@ async def _http_client(app: web.Application):
     async with aiohttp.ClientSession() as session:
         token = await asyncio.to_thread(sealing.rasa_token, settings)
         app[keys.RASA] = RasaClient(
-            session, settings.rasa_url, settings.rasa_timeout_seconds, token, settings.rasa_max_concurrent
+            session, settings.rasa_urls, settings.rasa_timeout_seconds, token, settings.rasa_max_concurrent
         )
         app[keys.WECHAT_API] = wechat.ServiceApi(
             session, settings.wechat_api_base, settings.wechat_app_id, settings.wechat_app_secret

@@ -182,17 +182,19 @@ def client_address(request: web.Request) -> str | None:
 
 async def healthz(request: web.Request) -> web.Response:
     """Each dependency ok or down, checked side by side, each within HEALTH_CHECK_SECONDS: a hung part (a stopped
-    process, a locked database) is reported down in about that time, not after its own timeouts."""
+    process, a locked database) is reported down in about that time, not after its own timeouts. Rasa is ok while any
+    of its servers is up (the gateway sends each conversation to the next one when its own is down); `rasa_servers`
+    names each one ok or down."""
     settings = request.app[keys.SETTINGS]
     rasa = request.app[keys.RASA]
     started = time.perf_counter()
-    rasa_ok, actions_ok, database_ok, redis_ok = await asyncio.gather(
-        _within(rasa.healthy()),
+    servers, actions_ok, database_ok, redis_ok = await asyncio.gather(
+        _each_within(rasa.replicas_healthy(), rasa.urls),
         _within(rasa.healthy(settings.actions_url.rstrip("/") + "/health")),
         _within(_database_ok()),
         _within(_redis_ok(request.app)),
     )
-    dependencies = {"rasa": rasa_ok, "action_server": actions_ok, "database": database_ok}
+    dependencies = {"rasa": any(servers.values()), "action_server": actions_ok, "database": database_ok}
     if redis_ok is not None:  # REDIS_URL set: down means each gateway process answers on its own (shared_state.py)
         dependencies["redis"] = redis_ok
     ok = all(dependencies.values())
@@ -200,10 +202,18 @@ async def healthz(request: web.Request) -> web.Response:
         {
             "status": "ok" if ok else "degraded",
             "dependencies": {name: "ok" if up else "down" for name, up in dependencies.items()},
+            "rasa_servers": {url: "ok" if up else "down" for url, up in servers.items()},
             "checked_in_ms": round((time.perf_counter() - started) * 1000),
         },
         status=200 if ok else 503,
     )
+
+
+async def _each_within(checks, names) -> Dict[str, bool]:
+    try:
+        return await asyncio.wait_for(checks, HEALTH_CHECK_SECONDS)
+    except asyncio.TimeoutError:
+        return {name: False for name in names}
 
 
 async def _within(check) -> bool:
