@@ -12,8 +12,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     SQLALCHEMY_SILENCE_UBER_WARNING=1 \
     HOME=/tmp
 WORKDIR /app
-COPY requirements.lock ./
-RUN pip install --no-cache-dir -r requirements.lock
+COPY requirements.lock requirements-gateway.lock ./
+# the gateway has a virtualenv of its own: the public door on a current aiohttp, apart from Rasa's pins (README,
+# Dependencies); the manifests start it as /opt/gateway/bin/python -m bot.web
+RUN pip install --no-cache-dir -r requirements.lock \
+    && python -m venv /opt/gateway \
+    && /opt/gateway/bin/pip install --no-cache-dir -r requirements-gateway.lock
 COPY . .
 
 FROM base AS model
@@ -31,4 +35,4 @@ RUN groupadd --system --gid 10001 anju \
     && mkdir -p run && chown anju:anju run && chmod 0700 run
 USER 10001
 EXPOSE 8080 5005 5055
-CMD ["python", "-m", "bot.web"]
+CMD ["/opt/gateway/bin/python", "-m", "bot.web"]

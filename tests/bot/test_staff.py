@@ -296,8 +296,10 @@ def _request(settings, headers, https, peer="127.0.0.1"):
     context = ssl.create_default_context() if https else None
     transport = mock.Mock()
     transport.get_extra_info.side_effect = {"sslcontext": context, "peername": (peer, 50000)}.get
+    # aiohttp 3.9 (Rasa's virtualenv) asks the transport, aiohttp 3.10+ (the gateway's) the protocol: both say the same
+    protocol = mock.Mock(transport=transport, ssl_context=context, peername=(peer, 50000), sockname=("127.0.0.1", 8080))
     app = {keys.SETTINGS: settings, keys.THROTTLE: Throttle(0, settings.trusted_proxies)}
-    return make_mocked_request("POST", "/staff/login", headers=headers, app=app, transport=transport)
+    return make_mocked_request("POST", "/staff/login", headers=headers, app=app, transport=transport, protocol=protocol)
 
 
 @pytest.mark.parametrize(

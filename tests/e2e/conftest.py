@@ -14,6 +14,8 @@ from bot import conversations, sealing
 from bot.settings import ROOT
 
 VENV_BIN = Path(sys.executable).parent
+# the gateway runs in its own virtualenv (make install; README, Dependencies), as `make run` starts it
+GATEWAY_PYTHON = ROOT / ".venv-gateway" / "bin" / "python"
 STARTUP_SECONDS = 240
 
 
@@ -180,7 +182,11 @@ class Gateway:
             **(env or {}),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.web"], cwd=ROOT, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT
+            [str(GATEWAY_PYTHON) if GATEWAY_PYTHON.exists() else sys.executable, "-m", "bot.web"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}"
         _wait_until_up(f"{self.url}/static/style.css", self.process, self.log)
