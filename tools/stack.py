@@ -27,6 +27,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+# the gateway's own virtualenv, as the Procfile starts it (README, Dependencies)
+GATEWAY_PYTHON = ROOT / ".venv-gateway" / "bin" / "python"
 sys.path.insert(0, str(ROOT))
 
 from bot import conversations, layout  # noqa: E402
@@ -93,7 +95,7 @@ class LocalStack:
                 ]
                 for name in rasa_names
             },
-            "gateway": [sys.executable, "-m", "bot.web"],
+            "gateway": [str(GATEWAY_PYTHON) if GATEWAY_PYTHON.exists() else sys.executable, "-m", "bot.web"],
         }  # fmt: skip
         self.health = {
             "actions": f"http://127.0.0.1:{ports['actions']}/health",
