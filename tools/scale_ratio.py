@@ -5,6 +5,8 @@ clients with 0 errors); asserts nothing. `make bench` measures the same and more
 
     .venv/bin/python tools/scale_ratio.py                          1 Rasa server, 20 clients, 2 × 20 s a target
     ANJU_RASA_REPLICAS=2 .venv/bin/python tools/scale_ratio.py     2 Rasa servers behind the gateway
+    ANJU_RASA_REPLICAS=2 REDIS_URL=redis://… .venv/bin/python tools/scale_ratio.py --database-url postgresql://…
+                                                                 the scaled layout: PostgreSQL, Redis's lock store
 
 The targets take turns (parse, gateway, gateway, parse) so that a neighbour's load on a shared machine falls on both.
 Each client opens a new conversation every 3 messages (tools/soak.py's mix, the household check included).
@@ -84,11 +86,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=20, help="per turn; each target runs two turns")
+    parser.add_argument("--database-url", help="ledger and conversations there (default: SQLite files of the run)")
     args = parser.parse_args()
     cells = {"parse": Cell(), "gateway": Cell()}
-    with tempfile.TemporaryDirectory(prefix="anju-ratio-") as work, LocalStack(Path(work), env=STACK_ENV) as stack:
+    env = {**STACK_ENV, **({"DATABASE_URL": args.database_url} if args.database_url else {})}
+    with tempfile.TemporaryDirectory(prefix="anju-ratio-") as work, LocalStack(Path(work), env=env) as stack:
         token = stack.token()
-        print(f"{len(stack.rasa_urls)} Rasa server(s): {', '.join(stack.rasa_urls)}", flush=True)
+        database = "PostgreSQL" if args.database_url else "SQLite"
+        locks = "Redis lock store" if stack.env.get("REDIS_URL") else "locks in memory"
+        print(f"{len(stack.rasa_urls)} Rasa server(s) ({database}, {locks}): {', '.join(stack.rasa_urls)}", flush=True)
         for target in ("gateway", "parse"):  # warm-up, not measured
             asyncio.run(run(target, stack, token, 2, 5, Cell()))
         for target in ("parse", "gateway", "gateway", "parse"):
