@@ -108,7 +108,7 @@ class Counter1000:
         self.stack, self.count, self.snapshot = stack, 0, None
 
     def __call__(self, target: str) -> None:
-        if target == "parse":
+        if target in load.PARSES:
             return
         self.count += 1
         if self.count == MEMORY_AFTER:
@@ -136,7 +136,7 @@ def check_paths(endpoints: load.Endpoints) -> None:
     passes its health check, and the gateway then apologises fast, which would pass for speed."""
     checks = [("gateway", 0, "bench-check")]
     for i in range(len(endpoints.rasa)):
-        checks.append(("parse", i, "bench-check"))
+        checks.append(("parse_all", i, "bench-check"))
         # a conversation id that the REST load would send to server i
         n = next(n for n in range(10_000) if zlib.crc32(f"bench-check-{n}".encode()) % len(endpoints.rasa) == i)
         checks.append(("rest", 0, f"bench-check-{n}"))

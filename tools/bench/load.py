@@ -23,12 +23,14 @@ from bot.faq import nlu_examples
 from tools.soak import FOLLOW_UPS, HOUSEHOLD, questions
 from tools.stack import ROOT
 
-TARGETS = ("gateway", "rest", "parse")
+TARGETS = ("gateway", "rest", "parse", "parse_all")
 TARGET_LABELS = {
     "gateway": "gateway /api/chat (full path)",
     "rest": "Rasa REST channel (no gateway)",
-    "parse": "bare parse (NLU only)",
+    "parse": "bare parse (NLU only) on one Rasa server: the model as one process serves it",
+    "parse_all": "bare parse spread over every Rasa server (the same as parse with one server)",
 }
+PARSES = ("parse", "parse_all")
 # what a long conversation leaves out: the household check (a loop of its own), hand-off and 退出
 LONG_CONVERSATION_SKIPS = {"ask_household", "request_human", "forget_verification", "inform"}
 
@@ -50,7 +52,7 @@ class Endpoints:
             base = self.rasa[zlib.crc32(conversation.encode()) % len(self.rasa)]
             payload = {"sender": f"api:{conversation}", "message": message, "input_channel": "api", "metadata": {}}
             return f"{base}/webhooks/gateway/webhook", payload, headers
-        base = self.rasa[client % len(self.rasa)]
+        base = self.rasa[client % len(self.rasa)] if target == "parse_all" else self.rasa[0]
         return f"{base}/webhooks/gateway/parse", {"text": message}, headers
 
 
@@ -63,7 +65,7 @@ def outcome_of(target: str, status: int, body: Any) -> str:
     """ "ok" for an answer; otherwise what came back instead."""
     if status != 200:
         return f"HTTP {status}"
-    if target == "parse":
+    if target in PARSES:
         return "ok" if isinstance(body, dict) and isinstance(body.get("intent"), dict) else "HTTP 200 without an intent"
     texts = [r["text"] for r in body if isinstance(r, dict) and r.get("text")] if isinstance(body, list) else []
     if not texts:
@@ -179,8 +181,8 @@ async def warm_up(endpoints: Endpoints, messages: int = 10, on_message: Callable
         for server in range(len(endpoints.rasa)):
             for start in range(0, len(distinct), 8):
                 batch = distinct[start : start + 8]
-                calls = [endpoints.request("parse", server, "warm", text) for text in batch]
-                await asyncio.gather(*(post(session, "parse", *call) for call in calls))
+                calls = [endpoints.request("parse_all", server, "warm", text) for text in batch]
+                await asyncio.gather(*(post(session, "parse_all", *call) for call in calls))
         for target in TARGETS:
             source = Messages(999)
             sent = 0

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from tools.bench.load import TARGET_LABELS, TARGETS, rolling_median  # noqa: E402
 
-COLOURS = {"gateway": "#d62728", "rest": "#1f77b4", "parse": "#2ca02c"}
+COLOURS = {"gateway": "#d62728", "rest": "#1f77b4", "parse": "#2ca02c", "parse_all": "#9467bd"}
 
 
 def _save(fig, path: Path) -> str:

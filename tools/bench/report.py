@@ -68,6 +68,10 @@ def headline_rows(data: Dict[str, Any]) -> List[Tuple[str, str, str, str]]:
         f"≥ {FULL_PATH_TARGET}×",
         _met(full >= FULL_PATH_TARGET if full is not None else None),
     )
+    spread = _ratio(speed, "gateway", "parse_all", RATIO_CLIENTS)
+    if spread is not None:
+        where = f"full path / bare parse spread over every Rasa server at {RATIO_CLIENTS} clients"
+        add("speed", where, f"{spread:.2f}×")
     rest = _ratio(speed, "rest", "parse", RATIO_CLIENTS)
     if rest is not None:
         add("speed", f"Rasa REST channel / bare parse at {RATIO_CLIENTS} clients", f"{rest:.2f}×")
