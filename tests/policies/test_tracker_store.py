@@ -256,3 +256,13 @@ async def test_an_undone_turn_before_the_window_loads_the_whole_session(tracker_
     tracker = await store.retrieve("u")
     assert len(tracker.events) == len(events)
     assert tracker.get_slot("topic") == DialogueStateTracker.from_events("u", events, DOMAIN.slots).get_slot("topic")
+
+
+def test_an_sqlite_store_writes_ahead_and_stays_private(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'run' / 'conversations.sqlite3'}"
+    monkeypatch.setenv("ANJU_TRACKER_URL", url)
+    store = new_store()
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    assert stat.S_IMODE((tmp_path / "run" / "conversations.sqlite3").stat().st_mode) == 0o600
