@@ -135,7 +135,16 @@ class LocalStack:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{name} did not come up: see {self.work / (name + '.log')}")
                 time.sleep(1)
+        self._check_an_answer()
         return self
+
+    def _check_an_answer(self) -> None:
+        """A Rasa server that could not load its model still answers its health check; the gateway then apologises
+        for every message. The stack is up when a question gets an answer that is not an apology."""
+        reply = requests.post(f"{self.url}/api/chat", json={"sender": "stack-check", "message": "你好"}, timeout=60)
+        texts = [r.get("text", "") for r in reply.json()] if reply.ok and isinstance(reply.json(), list) else []
+        if not texts or any(t.startswith("抱歉") for t in texts):
+            raise RuntimeError(f"the stack answers with an apology or not at all ({reply.status_code}): see {self.work}")
 
     def token(self) -> str:
         """The bearer token of the Rasa servers' gateway channel (bot.sealing.rasa_token, with this stack's secret)."""
@@ -157,7 +166,11 @@ class LocalStack:
                 process.kill()
 
     def __enter__(self) -> LocalStack:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # nothing started is left running when the start fails halfway
+            self.stop()
+            raise
 
     def __exit__(self, *exc) -> None:
         self.stop()
