@@ -144,7 +144,7 @@ class LocalStack:
         reply = requests.post(f"{self.url}/api/chat", json={"sender": "stack-check", "message": "你好"}, timeout=60)
         texts = [r.get("text", "") for r in reply.json()] if reply.ok and isinstance(reply.json(), list) else []
         if not texts or any(t.startswith("抱歉") for t in texts):
-            raise RuntimeError(f"the stack answers with an apology or not at all ({reply.status_code}): see {self.work}")
+            raise RuntimeError(f"the stack answers with an apology or nothing ({reply.status_code}): see {self.work}")
 
     def token(self) -> str:
         """The bearer token of the Rasa servers' gateway channel (bot.sealing.rasa_token, with this stack's secret)."""
