@@ -11,6 +11,7 @@ for another conversation, altered or expired opens to nothing, so whoever can wr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -33,7 +34,9 @@ def secret(s: settings_module.Settings | None = None) -> bytes:
     return _secret_file(Path(s.secret_file))
 
 
+@functools.lru_cache(maxsize=8)
 def _secret_file(path: Path) -> bytes:
+    """Read once per process (every turn seals or opens a household): a new secret takes a restart."""
     try:
         value = path.read_bytes().strip()
         if value:

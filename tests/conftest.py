@@ -28,19 +28,40 @@ def user_turn(text, intent="inform", entities=(), confidence=0.9, channel="rest"
 DEMO = ROOT / "demo"
 
 
+def _postgres_url() -> str:
+    url = os.environ.get("TEST_POSTGRES_URL")
+    if not url:
+        pytest.fail("TEST_POSTGRES_URL is not set: run the tests through `make test` (it starts PostgreSQL)")
+    return url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def empty_database_url(request, tmp_path, monkeypatch):
     """DATABASE_URL for one test, with no tables. PostgreSQL comes from TEST_POSTGRES_URL (make test starts one)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'anju.sqlite3'}"
     else:
-        url = os.environ.get("TEST_POSTGRES_URL")
-        if not url:
-            pytest.fail("TEST_POSTGRES_URL is not set: run the tests through `make test` (it starts PostgreSQL)")
+        url = _postgres_url()
         migrate.drop_all(url)
     monkeypatch.setenv("DATABASE_URL", url)
     yield url
     db.dispose(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def tracker_url(request, tmp_path, monkeypatch):
+    """ANJU_TRACKER_URL for one test, with nothing stored (Rasa's events table); the default retention period."""
+    from bot import conversations
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'run' / 'conversations.sqlite3'}"
+    else:
+        url = _postgres_url()
+        conversations.drop_store(url)
+    monkeypatch.setenv("ANJU_TRACKER_URL", url)
+    monkeypatch.delenv("ANJU_CONVERSATION_RETENTION_DAYS", raising=False)
+    yield url
+    conversations.drop_store(url)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ Rows are written the way Rasa's SQLTrackerStore writes them (tests/policies/test
 store against the same reader)."""
 
 import json
-import os
 import time
 
 import pytest
@@ -15,22 +14,6 @@ from bot import conversations, db
 
 DAY = 86400
 NOW = time.time()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def tracker_url(request, tmp_path, monkeypatch):
-    """ANJU_TRACKER_URL for one test, with nothing stored. PostgreSQL comes from TEST_POSTGRES_URL (make test)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'run' / 'conversations.sqlite3'}"
-    else:
-        url = os.environ.get("TEST_POSTGRES_URL")
-        if not url:
-            pytest.fail("TEST_POSTGRES_URL is not set: run the tests through `make test` (it starts PostgreSQL)")
-        conversations.drop_store(url)
-    monkeypatch.setenv("ANJU_TRACKER_URL", url)
-    monkeypatch.delenv("ANJU_CONVERSATION_RETENTION_DAYS", raising=False)
-    yield url
-    conversations.drop_store(url)
 
 
 def store(url, sender, days_ago, channel="web", turns=2):

@@ -31,20 +31,6 @@ PHONE = "13556379995"
 CODE = "125447"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def tracker_url(request, tmp_path, monkeypatch):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'run' / 'conversations.sqlite3'}"
-    else:
-        url = os.environ.get("TEST_POSTGRES_URL")
-        if not url:
-            pytest.fail("TEST_POSTGRES_URL is not set: run the tests through `make test` (it starts PostgreSQL)")
-        conversations.drop_store(url)
-    monkeypatch.setenv("ANJU_TRACKER_URL", url)
-    yield url
-    conversations.drop_store(url)
-
-
 def new_store():
     """What the Rasa server does at start-up with endpoints.yml: the type, no other settings."""
     return ScrubbingSQLTrackerStore(domain=DOMAIN)
