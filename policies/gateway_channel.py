@@ -21,10 +21,11 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot import sealing
-from policies import action_validation
+from policies import action_validation, event_types
 
 # Rasa loads this channel at start: from then on it checks the action server's answers without re-checking the schema
 action_validation.install()
+event_types.install()
 
 
 class GatewayInput(RestInput):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from typing import Any, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import sqlalchemy as sa
 from rasa.core.tracker_store import InMemoryTrackerStore, SQLTrackerStore
@@ -28,6 +28,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot import conversations, db
 from bot.privacy import install_log_masking, mask_text
+from policies import event_types
 
 # slots that hold what a resident typed to prove who they are: never stored, whatever their value
 SECRET_SLOTS = ("id_suffix",)
@@ -50,13 +51,15 @@ REVERT_TYPES = ("rewind", "undo")
 # on the tracker: how many of its events are in the database already (set by retrieve and save)
 STORED = "_anju_stored_events"
 
-# the Rasa server imports this module when it starts, so its own logs are masked from here on
+# the Rasa server imports this module when it starts, so its own logs are masked from here on (and events load fast)
 install_log_masking()
+event_types.install()
 
 
-def scrub(tracker: DialogueStateTracker) -> DialogueStateTracker:
-    """Masks personal numbers in the tracker's events and slots, in place, and returns the tracker."""
-    for event in tracker.events:
+def scrub(tracker: DialogueStateTracker, start: int = 0) -> DialogueStateTracker:
+    """Masks personal numbers in the tracker's events (from the `start`th on: those before were masked when they
+    were stored) and slots, in place, and returns the tracker."""
+    for event in itertools.islice(tracker.events, start, None):
         if isinstance(event, UserUttered):
             event.text = mask_text(event.text)
             if isinstance(event.parse_data, dict) and event.parse_data.get("text"):
@@ -83,6 +86,15 @@ class ScrubbingTrackerStore(InMemoryTrackerStore):
 # the window is the last events of one sender: read backwards along this index, not the whole conversation
 SENDER_EVENTS_INDEX = sa.Index(
     "ix_events_sender_id_id", SQLTrackerStore.SQLEvent.sender_id, SQLTrackerStore.SQLEvent.id
+)
+# what comes before the window (the latest session start, reset, undo and value of each slot) is found in this index
+# alone, one seek for each kind of event: never the events' data, and no more work however long the conversation
+SENDER_TYPES_INDEX = sa.Index(
+    "ix_events_sender_id_type_name_action_name_id",
+    SQLTrackerStore.SQLEvent.sender_id,
+    SQLTrackerStore.SQLEvent.type_name,
+    SQLTrackerStore.SQLEvent.action_name,
+    SQLTrackerStore.SQLEvent.id,
 )
 
 
@@ -126,14 +138,23 @@ class ScrubbingSQLTrackerStore(SQLTrackerStore):
             db.private_sqlite_file(f"sqlite:///{kwargs['db']}")
         super().__init__(domain=domain, host=host, event_broker=event_broker, **kwargs)
         self.window_events = int(window_events)
+        self._latest_statement: Tuple[List[Tuple[str, str | None]], Any] | None = None
         if self.window_events < 1:
             raise ValueError(f"window_events must be at least 1, not {window_events!r}")
         if self.engine.dialect.name == "sqlite":
+            # SQLAlchemy 1.4 opens a file-based SQLite database anew for every session (NullPool): five opens a turn,
+            # each with its pragma. Rasa uses the store from its event loop only; a pool keeps one connection open.
+            self.engine.dispose()
+            self.engine = sa.create_engine(
+                self.engine.url, poolclass=sa.pool.QueuePool, connect_args={"check_same_thread": False}
+            )
+            self.sessionmaker = sa.orm.sessionmaker(bind=self.engine)
             _write_ahead(self.engine)
-        try:  # a database made before the index existed; several servers starting at once may race to create it
-            SENDER_EVENTS_INDEX.create(self.engine, checkfirst=True)
-        except (sa.exc.OperationalError, sa.exc.ProgrammingError) as e:
-            logger.warning("could not create the index %s: %s", SENDER_EVENTS_INDEX.name, e)
+        for index in (SENDER_EVENTS_INDEX, SENDER_TYPES_INDEX):
+            try:  # a database made before the index existed; several servers starting at once may race to create it
+                index.create(self.engine, checkfirst=True)
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError) as e:
+                logger.warning("could not create the index %s: %s", index.name, e)
 
     async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
         """The current session as a bounded window (module docstring); None for a conversation never stored."""
@@ -148,31 +169,57 @@ class ScrubbingSQLTrackerStore(SQLTrackerStore):
     def _window(self, session: Any, sender_id: str) -> List[str]:
         """The stored events (as JSON) that make up the tracker: the whole session when it is no longer than the
         window, else the session start, the last reset, the latest state-setting events before the window, and the
-        window itself — each a real stored event, in the order they were stored."""
+        window itself — each a real stored event, in the order they were stored. Three statements whatever the
+        length: the last events, the latest id of each kind that matters (`_latest`), those events' data."""
         E = self.SQLEvent
         mine = session.query(E).filter(E.sender_id == sender_id)
-        start = (
-            mine.filter(E.type_name == "session_started").with_entities(sa.func.max(E.id)).scalar()
-        )  # Rasa's own retrieve: from the latest session start on, or everything when there is none
-        session_events = mine.filter(E.id >= start) if start is not None else mine
-        tail = session_events.order_by(E.id.desc()).limit(self.window_events + 1).with_entities(E.id, E.data).all()
+        tail = mine.order_by(E.id.desc()).limit(self.window_events + 1).with_entities(E.id, E.data).all()
+        if not tail:
+            return []
+        latest = self._latest(session, sender_id)  # (type, name) -> the latest id
+        start = latest.get(("session_started", None))  # Rasa's own retrieve: from the latest session start on
+        tail = [(i, data) for i, data in tail if start is None or i >= start]
         if len(tail) <= self.window_events:
             return [data for _, data in reversed(tail)]
         window = tail[: self.window_events][::-1]
         first = window[0][0]
-        before = session_events.filter(E.id < first)
-        reset = before.filter(E.type_name.in_(RESET_TYPES)).with_entities(sa.func.max(E.id)).scalar()
-        since_reset = before.filter(E.id > reset) if reset is not None else before
-        if since_reset.filter(E.type_name.in_(REVERT_TYPES)).first() is not None:
-            return [data for (data,) in session_events.order_by(E.id).with_entities(E.data)]
-        latest = (
-            since_reset.filter(E.type_name.in_(STATE_TYPES))
-            .group_by(E.type_name, E.action_name)
-            .with_entities(sa.func.max(E.id))
-        )
-        kept = {i for (i,) in latest} | {i for i in (start, reset) if i is not None}
+        resets = [i for (kind, _), i in latest.items() if kind in RESET_TYPES and i < first]
+        reset = max(resets, default=None)
+        boundary = max((i for i in (start, reset) if i is not None), default=0)
+        if any(boundary < i for (kind, _), i in latest.items() if kind in REVERT_TYPES):
+            # an undo after the boundary: in the window only, or before it too (then the whole session is replayed)
+            undone = mine.filter(E.type_name.in_(REVERT_TYPES), E.id > boundary, E.id < first).first()
+            if undone is not None:
+                session_events = mine.filter(E.id >= start) if start is not None else mine
+                return [data for (data,) in session_events.order_by(E.id).with_entities(E.data)]
+        state = {i for (kind, _), i in latest.items() if kind in STATE_TYPES and boundary < i < first}
+        kept = state | {i for i in (start, reset) if i is not None}
         head = mine.filter(E.id.in_(kept)).order_by(E.id).with_entities(E.data).all() if kept else []
         return [data for (data,) in head] + [data for _, data in window]
+
+    def _latest(self, session: Any, sender_id: str) -> Dict[Tuple[str, str | None], int]:
+        """The latest id of each kind of event that matters before a window, in one statement of one index seek per
+        kind (SENDER_TYPES_INDEX): the same cost at the 10th turn as at the 10,000th."""
+        if self._latest_statement is None:  # built once: the kinds follow the domain
+            E = self.SQLEvent
+            kinds = [(kind, None) for kind in ("session_started", *RESET_TYPES[1:], *REVERT_TYPES, *STATE_TYPES)]
+            kinds += [("slot", slot.name) for slot in self.domain.slots]
+            kinds += [(kind, form) for kind in ("active_loop", "form") for form in self.domain.form_names]
+            sender = sa.bindparam("sender")
+            seeks = [
+                sa.select(sa.func.max(E.id))
+                .where(
+                    E.sender_id == sender,
+                    E.type_name == kind,
+                    E.action_name.is_(None) if name is None else E.action_name == name,
+                )
+                .scalar_subquery()
+                for kind, name in kinds
+            ]
+            self._latest_statement = (kinds, sa.select(*seeks))
+        kinds, statement = self._latest_statement
+        row = session.execute(statement, {"sender": sender_id}).one()
+        return {kind: last for kind, last in zip(kinds, row, strict=True) if last is not None}
 
     def _additional_events(self, session: Any, tracker: DialogueStateTracker) -> Iterator:
         """The events added since the tracker was loaded or last saved. A loaded tracker is a window, so Rasa's way
@@ -184,5 +231,5 @@ class ScrubbingSQLTrackerStore(SQLTrackerStore):
         return itertools.islice(tracker.events, stored, None)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
-        await super().save(scrub(tracker))
+        await super().save(scrub(tracker, getattr(tracker, STORED, None) or 0))  # what is stored is masked already
         setattr(tracker, STORED, len(tracker.events))

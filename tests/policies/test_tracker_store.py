@@ -8,6 +8,7 @@ import stat
 import time
 
 import pytest
+import sqlalchemy as sa
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import (
     ActionExecuted,
@@ -252,3 +253,39 @@ def test_an_sqlite_store_writes_ahead_and_stays_private(tmp_path, monkeypatch):
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
     assert stat.S_IMODE((tmp_path / "run" / "conversations.sqlite3").stat().st_mode) == 0o600
+
+
+async def test_loading_costs_the_same_at_the_600th_turn_as_at_the_30th(tmp_path, monkeypatch):
+    """Counted in SQLite's own steps (not time): what is before the window comes from an index, not from reading every
+    earlier event of the conversation."""
+    monkeypatch.setenv("ANJU_TRACKER_URL", f"sqlite:///{tmp_path / 'long.sqlite3'}")
+    store = new_store()
+    start = [ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")]
+    await store.save(DialogueStateTracker.from_events("long", start, DOMAIN.slots))
+    counted = []
+
+    def count_steps(dbapi_connection, *_):
+        dbapi_connection.set_progress_handler(lambda: counted.append(1), 10)
+
+    steps, statements, executed = {}, {}, []
+
+    def record(_connection, _cursor, statement, *_):
+        executed.append(statement)
+
+    for i in range(1, 601):
+        tracker = await store.retrieve("long")
+        for event in turn_events(i % 140):  # never the turn with the phone number
+            tracker.update(event)
+        await store.save(tracker)
+        if i in (30, 600):
+            executed.clear()
+            sa.event.listen(store.engine, "checkout", count_steps)
+            sa.event.listen(store.engine, "before_cursor_execute", record)
+            counted.clear()
+            loaded = await store.retrieve("long")
+            steps[i], statements[i] = len(counted), len(executed)
+            sa.event.remove(store.engine, "checkout", count_steps)
+            sa.event.remove(store.engine, "before_cursor_execute", record)
+            assert loaded.get_slot("misses") == 2  # set at turn 7, long before the window
+    assert statements[600] == statements[30] <= 3
+    assert steps[600] < 1.3 * steps[30], steps
