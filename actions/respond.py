@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import threading
+from collections import OrderedDict
 from typing import Any, Dict, List, Sequence, Text, Tuple
 
 import requests
@@ -78,18 +79,71 @@ def transcript(tracker: Tracker) -> List[str]:
     return lines[-20:]
 
 
+def model_id(tracker: Tracker) -> str | None:
+    """The id of the model that understood the resident's message (Rasa writes it into each event's metadata)."""
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            return (event.get("metadata") or {}).get("model_id")
+    return None
+
+
+class ParseCache:
+    """What a model made of a clause, by (model id, clause), the least recently used forgotten past `size`. The same
+    model reads the same text the same way, and the same pieces come back all day from many residents ("在省内",
+    "孩子上学", "要带什么材料"): each costs a full NLU pass on a Rasa server, as much as the resident's message itself.
+    A new model has a new id, so nothing a model said outlives it. Shared by the action server's worker threads."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, model: str, text: str) -> dialogue.Understood | None:
+        with self._lock:
+            found = self._items.get((model, text))
+            if found is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end((model, text))
+            self.hits += 1
+        return dataclasses.replace(found, entities=dict(found.entities))  # each turn its own copy
+
+    def put(self, model: str, text: str, understood: dialogue.Understood) -> None:
+        with self._lock:
+            self._items[model, text] = dataclasses.replace(understood, entities=dict(understood.entities))
+            self._items.move_to_end((model, text))
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+PARSES = ParseCache()
+
+
 class RasaParser:
     """Understands a piece of a message (a clause, a correction) with the same model, through a Rasa server's gateway
     channel (policies/gateway_channel.py): any of them (ANJU_RASA_URLS) in turn, the next when one refuses the
-    connection (a parse changes nothing, so asking another is always safe). Connections are kept open between turns."""
+    connection (a parse changes nothing, so asking another is always safe). Connections are kept open between turns.
+    Given the id of the model that read the message, a clause that model has read before is not sent again
+    (ParseCache)."""
 
-    def __init__(self, base_urls: Sequence[str] | str, token: str):
+    def __init__(self, base_urls: Sequence[str] | str, token: str, model: str | None = None):
         urls = (base_urls,) if isinstance(base_urls, str) else tuple(base_urls)
         # one set of marks per list of servers, kept across turns: a server that is down is passed over a while
         self.replicas = _parse_replicas.get(urls) or _parse_replicas.setdefault(urls, Replicas(urls))
         self.headers = {"Authorization": f"Bearer {token}"}
+        self.model = model
 
     def __call__(self, text: str) -> dialogue.Understood | None:
+        known = PARSES.get(self.model, text) if self.model else None
+        if known is not None:
+            return known
+        understood = self._parse(text)
+        if understood is not None and self.model:
+            PARSES.put(self.model, text, understood)
+        return understood
+
+    def _parse(self, text: str) -> dialogue.Understood | None:
         for base in self.replicas.any():
             try:
                 response = _http().post(
@@ -175,7 +229,7 @@ class ActionRespond(Action):
             kb,
             s,
             services,
-            RasaParser(s.rasa_urls, sealing.rasa_token(s)),
+            RasaParser(s.rasa_urls, sealing.rasa_token(s), model_id(tracker)),
             rules.PolicyFacts.from_knowledge(kb.entries),
             faq_for(kb),
         )

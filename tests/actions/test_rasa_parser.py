@@ -76,3 +76,40 @@ def test_a_server_that_refuses_is_passed_over(servers):
 
 def test_no_server_at_all_is_no_parse():
     assert respond.RasaParser([closed_url(), closed_url()], "t")("医保") is None
+
+
+def test_a_clause_the_same_model_read_before_is_not_sent_again(servers, monkeypatch):
+    monkeypatch.setattr(respond, "PARSES", respond.ParseCache(size=2))
+    urls = [servers[0].url]
+    first = respond.RasaParser(urls, "t", "model-a")("在省内")
+    first.entities["work_region"] = "省外"  # what one turn does with its copy is not what the next turn gets
+    again = respond.RasaParser(urls, "t", "model-a")("在省内")
+    assert again.intent == "ask_transport_subsidy" and "work_region" not in again.entities
+    assert servers[0].texts == ["在省内"]
+    respond.RasaParser(urls, "t", "model-b")("在省内")  # a new model reads it afresh
+    respond.RasaParser(urls, "t", None)("在省内")  # so does a turn whose model is not known
+    assert servers[0].texts == ["在省内"] * 3
+    for text in ("孩子上学", "要带什么材料"):  # a cache of two: "在省内" of model-a is the least recently used
+        respond.RasaParser(urls, "t", "model-a")(text)
+    respond.RasaParser(urls, "t", "model-a")("在省内")
+    assert servers[0].texts[-1] == "在省内" and len(servers[0].texts) == 6
+
+
+def test_no_answer_is_not_remembered(monkeypatch):
+    monkeypatch.setattr(respond, "PARSES", respond.ParseCache())
+    assert respond.RasaParser([closed_url()], "t", "model-a")("医保") is None
+    assert respond.PARSES.get("model-a", "医保") is None
+
+
+def test_the_model_is_the_one_that_read_the_residents_message():
+    from rasa_sdk import Tracker
+
+    events = [
+        {"event": "user", "text": "交通补贴", "metadata": {"model_id": "old"}},
+        {"event": "bot", "text": "…", "metadata": {"model_id": "old"}},
+        {"event": "user", "text": "那在省内呢", "metadata": {"model_id": "new"}},
+        {"event": "action", "name": "action_respond", "metadata": {"model_id": "new"}},
+    ]
+    tracker = Tracker("s", {}, {}, events, False, None, {}, "action_listen")
+    assert respond.model_id(tracker) == "new"
+    assert respond.model_id(Tracker("s", {}, {}, [], False, None, {}, "action_listen")) is None
