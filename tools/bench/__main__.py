@@ -9,7 +9,8 @@ the headline figures. Asserts nothing: a benchmark, not a test.
     python -m tools.bench --replot                  redraw the figures and the report from results/bench/data.json
 
 The stack is whatever tools/stack.py's LocalStack starts (with ANJU_* settings from the environment, or --env): the
-bench sends the REST and parse load to every Rasa server in `stack.rasa_urls`.
+bench sends the REST and parse load to every Rasa server in `stack.rasa_urls`. Unless ANJU_RASA_REPLICAS is given, it
+runs what a county server of this machine would: one Rasa server per core (at most 4, `default_replicas`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ STACK_SECTIONS = {"startup", "length", "speed", "memory", "dialogues"}
 # the load comes from one address; throttling is not what is measured (README: Throttling)
 BENCH_ENV = {"ANJU_RATE_LIMIT_PER_IP": "0", "ANJU_RATE_LIMIT_BURST": "1000000"}
 MEMORY_AFTER = 1000
+
+
+def default_replicas() -> str:
+    """One Rasa server per core, at most 4 (each holds the model: about 1.7 GB), as README's county layout advises."""
+    return str(max(1, min(4, os.cpu_count() or 1)))
 
 
 STARTED = time.monotonic()
@@ -320,6 +326,8 @@ def main() -> int:
                 run_stack_sections(stack, wanted - {"startup"}, args, data, stamp)
             else:
                 extra = dict(kv.split("=", 1) for kv in args.env)
+                if "ANJU_RASA_REPLICAS" not in extra and not os.environ.get("ANJU_RASA_REPLICAS", "").strip():
+                    extra["ANJU_RASA_REPLICAS"] = default_replicas()
                 work = Path(tempfile.mkdtemp(prefix="anju-bench-"))
                 stack = LocalStack(work, model=model_snapshot(model, work, log), env={**BENCH_ENV, **extra})
                 log(f"starting the stack in {work} …")
