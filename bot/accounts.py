@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -150,6 +150,15 @@ def begin_login(session: Session, username: str, address: str | None, now: dt.da
     rules = {from_address: PER_ADDRESS, name_from_address: PER_NAME}
     keys = sorted(rules)  # always locked in the same order: two logins never wait for each other in a circle
     rows = [{"key": k, "failures": 0, "blocked_until": None, "updated_at": now} for k in keys]
+    # rows nobody has tried from for FORGET_AFTER count as nothing (a stale count starts over at 1): the table keeps
+    # only the last day's addresses, not every address that ever tried
+    session.execute(
+        delete(LoginThrottle).where(
+            LoginThrottle.updated_at < now - FORGET_AFTER,
+            or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until < now),
+            LoginThrottle.key.not_in(keys),
+        )
+    )
     upsert = _INSERT_OR_IGNORE[session.get_bind().dialect.name]
     session.execute(upsert(LoginThrottle).values(rows).on_conflict_do_nothing(index_elements=["key"]))
     blocked = session.scalars(

@@ -651,3 +651,25 @@ async def test_staff_see_households_locked_again_and_again(client, users, demo_d
     await signed_in(client)
     html = await (await client.get("/staff/households")).text()
     assert "多次被锁定的住户" in html and "GHY00001" in html and "125447" not in html
+
+
+def test_addresses_nobody_tried_from_for_a_day_are_forgotten(users):
+    t0 = utcnow()
+    for i in range(3):
+        accounts.log_in("clerk1", "wrong-pass-1", f"192.0.2.{i}", 30, now=t0)
+    for _ in range(12):  # this address is made to wait well past a day
+        accounts.log_in("clerk1", "wrong-pass-1", "198.51.100.7", 30, now=t0)
+    with db.session_scope() as s:
+        s.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.key == "ip:198.51.100.7")
+            .values(blocked_until=t0 + dt.timedelta(days=3))
+        )
+    later = t0 + accounts.FORGET_AFTER + dt.timedelta(minutes=1)
+    assert accounts.log_in("clerk1", PASSWORD, "203.0.113.5", 30, now=later).token
+    with db.session_scope() as s:
+        keys = set(s.scalars(select(LoginThrottle.key)))
+    # the three stale addresses are gone; the one still waiting and the one just used are kept
+    assert not any(k.endswith(("@192.0.2.0", "@192.0.2.1", "@192.0.2.2")) or k.startswith("ip:192.0.2.") for k in keys)
+    assert {"ip:198.51.100.7", "ip:203.0.113.5", "user:clerk1@203.0.113.5"} <= keys
+    assert accounts.log_in("clerk1", PASSWORD, "198.51.100.7", 30, now=later).token is None  # still waiting
