@@ -29,7 +29,7 @@ CLAUSES = {
 
 
 class FakeRasaParser:
-    def __init__(self, base_url: str, token: str = ""):
+    def __init__(self, base_url: str, token: str = "", model: str | None = None):
         pass
 
     def __call__(self, text: str) -> Understood | None:
