@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from typing import Awaitable, Callable, Tuple, TypeVar
 
 import redis.asyncio
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from bot import sealing
 from bot.clients import wechat
 from bot.throttle import Throttle
 
@@ -29,6 +33,30 @@ T = TypeVar("T")
 REDIS_TIMEOUT_SECONDS = 0.5
 RETRY_AFTER_SECONDS = 5.0
 ANSWER_SECONDS = 60  # an answer waits this long for WeChat's retries (they come within about 15 s), then is gone
+ANSWER_KEY_PURPOSE = "wechat answers shared through redis"
+
+
+class AnswerBox:
+    """An answer kept in Redis is sealed (AES-GCM, the key derived from the secret every gateway shares, the turn's
+    Redis key as associated data): it may show a verified household, and Redis, its snapshots and anyone who can read
+    them see only ciphertext. An answer moved to another turn's key, altered or sealed with another secret opens to
+    None."""
+
+    def __init__(self, key: bytes | None = None):
+        self.aead = AESGCM(key or sealing.derived_key(ANSWER_KEY_PURPOSE))
+
+    def seal(self, turn_key: str, answer: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + self.aead.encrypt(nonce, answer.encode("utf-8"), turn_key.encode("utf-8"))
+
+    def open(self, turn_key: str, sealed: bytes) -> str | None:
+        try:
+            return self.aead.decrypt(sealed[:12], sealed[12:], turn_key.encode("utf-8")).decode("utf-8")
+        except (InvalidTag, ValueError, UnicodeDecodeError):
+            logger.warning("a shared WeChat answer did not open (another secret, or altered): not delivered")
+            return None
+
+
 POLL_SECONDS = 0.05  # how often a gateway holding a retry looks for the answer another gateway is getting
 
 
@@ -214,8 +242,17 @@ class SharedTurn(wechat.Turn):
 class RemoteTurn:
     """A turn another gateway process is asking Rasa for: its answer is read from Redis when it is there."""
 
-    def __init__(self, shared: SharedState, key: str, started_at: float, ttl: int, poll_seconds: float = POLL_SECONDS):
+    def __init__(
+        self,
+        shared: SharedState,
+        key: str,
+        started_at: float,
+        ttl: int,
+        poll_seconds: float = POLL_SECONDS,
+        box: AnswerBox | None = None,
+    ):
         self.shared, self.key, self.started_at, self.ttl, self.poll = shared, key, started_at, ttl, poll_seconds
+        self.box = box or AnswerBox()
 
     def age(self) -> float:
         return time.time() - self.started_at  # wall clocks: both machines keep time by NTP (WeChat needs it too)
@@ -228,7 +265,7 @@ class RemoteTurn:
             except RedisDown:
                 return None
             if answer is not None:
-                return answer.decode("utf-8")
+                return self.box.open(self.key + ":answer", answer)
             left = until - time.monotonic()
             if left <= 0:
                 return None
@@ -252,6 +289,7 @@ class SharedTurns(wechat.TurnCache):
     def __init__(self, shared: SharedState, ttl_seconds: int = 300, poll_seconds: float = POLL_SECONDS):
         super().__init__(ttl_seconds)
         self.shared, self.poll = shared, poll_seconds
+        self.box = AnswerBox()
 
     def _shared_key(self, key: str) -> str:
         return f"{self.shared.prefix}wechat:turn:{key}"
@@ -266,7 +304,9 @@ class SharedTurns(wechat.TurnCache):
         except RedisDown:
             return None
         return (
-            None if started_at is None else RemoteTurn(self.shared, shared_key, float(started_at), self.ttl, self.poll)
+            None
+            if started_at is None
+            else RemoteTurn(self.shared, shared_key, float(started_at), self.ttl, self.poll, self.box)
         )
 
     async def start(self, key: str, ask: Callable[[], Awaitable[str]]) -> Tuple[wechat.Turn | RemoteTurn, bool]:
@@ -280,14 +320,15 @@ class SharedTurns(wechat.TurnCache):
         if mine is not None:
             return mine, False
         if first:
-            return RemoteTurn(self.shared, shared_key, float(first), int(self.ttl), self.poll), False
+            return RemoteTurn(self.shared, shared_key, float(first), int(self.ttl), self.poll, self.box), False
         task = asyncio.ensure_future(self._ask_and_share(shared_key, ask))
         return self.add(key, SharedTurn(task, self.shared, shared_key, int(self.ttl))), True
 
     async def _ask_and_share(self, shared_key: str, ask: Callable[[], Awaitable[str]]) -> str:
         answer = await ask()
         try:
-            await self.shared.call(lambda client: client.set(shared_key + ":answer", answer, ex=ANSWER_SECONDS))
+            sealed = self.box.seal(shared_key + ":answer", answer)
+            await self.shared.call(lambda client: client.set(shared_key + ":answer", sealed, ex=ANSWER_SECONDS))
         except RedisDown:
             pass  # the other gateways' retries get "success"; this one still delivers it
         return answer

@@ -61,6 +61,9 @@ async def test_a_retry_at_the_other_gateway_is_answered_from_the_first_turn(gate
     with redis.Redis.from_url(redis_url) as r:
         [answer_key] = r.keys("anju:wechat:turn:*:answer")
         assert 0 < r.ttl(answer_key) <= 60
+        # sealed: Redis and its snapshots never see the answer (it may show a household)
+        stored = r.get(answer_key)
+        assert "雨露计划".encode() not in stored and ANSWER.encode() not in stored
         assert 60 < r.ttl(answer_key.decode().removesuffix(":answer")) <= 300
 
 
@@ -105,6 +108,17 @@ async def test_the_delivery_is_claimed_once_across_gateways(redis_url, first):
 
 async def _answer():
     return "答"
+
+
+def test_a_shared_answer_opens_only_for_its_own_turn_with_the_shared_secret():
+    box = shared_state.AnswerBox()
+    sealed = box.seal("anju:wechat:turn:o1:1:answer", "您家的补贴已发放")
+    assert box.open("anju:wechat:turn:o1:1:answer", sealed) == "您家的补贴已发放"
+    assert shared_state.AnswerBox().open("anju:wechat:turn:o1:1:answer", sealed) == "您家的补贴已发放"  # any gateway
+    assert box.open("anju:wechat:turn:o2:9:answer", sealed) is None  # moved to another turn
+    assert box.open("anju:wechat:turn:o1:1:answer", sealed[:-1] + bytes([sealed[-1] ^ 1])) is None  # altered
+    assert box.open("anju:wechat:turn:o1:1:answer", b"short") is None
+    assert shared_state.AnswerBox(b"k" * 32).open("anju:wechat:turn:o1:1:answer", sealed) is None  # another secret
 
 
 async def test_a_nonce_spent_at_one_gateway_is_refused_at_the_other(gateways, plain_gateways, upstream):
