@@ -58,6 +58,9 @@ class AnswerBox:
 
 
 POLL_SECONDS = 0.05  # how often a gateway holding a retry looks for the answer another gateway is getting
+# the gateway asking Rasa for a turn says it is alive this often (a key that lasts ALIVE_SECONDS); a retry that finds
+# neither the answer nor that key knows the gateway died, and the first to claim the takeover asks Rasa again
+ALIVE_SECONDS = 3.0
 
 
 class RedisDown(Exception):
@@ -271,6 +274,19 @@ class RemoteTurn:
                 return None
             await asyncio.sleep(min(self.poll, left))
 
+    async def orphaned(self, alive_seconds: float) -> bool:
+        """The gateway that claimed this turn died before answering: no answer, and no sign of life for longer than
+        it says it is alive (it may never have said so, if it died at once)."""
+        if self.age() < alive_seconds:
+            return False
+        try:
+            answer, alive = await self.shared.call(
+                lambda client: client.mget(self.key + ":answer", self.key + ":alive")
+            )
+        except RedisDown:
+            return False
+        return answer is None and alive is None
+
     async def claim_delivery(self, how: str) -> bool:
         try:
             return await self.shared.call(
@@ -286,9 +302,15 @@ class SharedTurns(wechat.TurnCache):
     that answer until the reply deadline. The turns this process started are also kept here, as without Redis, and
     while Redis is down every turn is this process's own."""
 
-    def __init__(self, shared: SharedState, ttl_seconds: int = 300, poll_seconds: float = POLL_SECONDS):
+    def __init__(
+        self,
+        shared: SharedState,
+        ttl_seconds: int = 300,
+        poll_seconds: float = POLL_SECONDS,
+        alive_seconds: float = ALIVE_SECONDS,
+    ):
         super().__init__(ttl_seconds)
-        self.shared, self.poll = shared, poll_seconds
+        self.shared, self.poll, self.alive = shared, poll_seconds, alive_seconds
         self.box = AnswerBox()
 
     def _shared_key(self, key: str) -> str:
@@ -324,8 +346,42 @@ class SharedTurns(wechat.TurnCache):
         task = asyncio.ensure_future(self._ask_and_share(shared_key, ask))
         return self.add(key, SharedTurn(task, self.shared, shared_key, int(self.ttl))), True
 
+    async def resume(
+        self, key: str, turn: wechat.Turn | RemoteTurn, ask: Callable[[], Awaitable[str]]
+    ) -> Tuple[wechat.Turn | RemoteTurn, bool]:
+        """A retry's turn; when the gateway that claimed it died before answering (RemoteTurn.orphaned), the first
+        gateway to claim the takeover asks Rasa again and answers (Rasa may then keep the message twice: better than
+        a resident left without a reply); the others go on waiting for its answer."""
+        if not isinstance(turn, RemoteTurn) or not await turn.orphaned(self.alive):
+            return turn, False
+        shared_key = self._shared_key(key)
+        try:
+            first = await self.shared.call(
+                lambda client: _first(client, shared_key + ":takeover", repr(time.time()), int(self.ttl))
+            )
+        except RedisDown:
+            return turn, False
+        if first is not None:
+            return turn, False
+        logger.warning("the gateway asking Rasa for a WeChat turn went silent: this one asks again")
+        task = asyncio.ensure_future(self._ask_and_share(shared_key, ask))
+        return self.add(key, SharedTurn(task, self.shared, shared_key, int(self.ttl))), True
+
+    async def _alive(self, shared_key: str) -> None:
+        """Says this gateway is alive and asking, until cancelled."""
+        while True:
+            try:
+                await self.shared.call(lambda client: client.set(shared_key + ":alive", "1", px=int(self.alive * 1000)))
+            except RedisDown:
+                pass
+            await asyncio.sleep(self.alive / 3)
+
     async def _ask_and_share(self, shared_key: str, ask: Callable[[], Awaitable[str]]) -> str:
-        answer = await ask()
+        alive = asyncio.ensure_future(self._alive(shared_key))
+        try:
+            answer = await ask()
+        finally:
+            alive.cancel()
         try:
             sealed = self.box.seal(shared_key + ":answer", answer)
             await self.shared.call(lambda client: client.set(shared_key + ":answer", sealed, ex=ANSWER_SECONDS))

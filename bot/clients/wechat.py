@@ -245,6 +245,11 @@ class TurnCache:
         """The turn of this message, if one was started (here, or with REDIS_URL by any gateway process)."""
         return self.get(key)
 
+    async def resume(self, key: str, turn: Turn, ask: Callable[[], Awaitable[str]]) -> Tuple[Turn, bool]:
+        """A retry's turn, found: in one process its asker is alive while the process is (with REDIS_URL another
+        gateway's may have died: bot/clients/shared_state.SharedTurns asks again then, and says True)."""
+        return turn, False
+
     async def start(self, key: str, ask: Callable[[], Awaitable[str]]) -> Tuple[Turn, bool]:
         """(the turn, True) with `ask()` running as its task; or (the turn someone else started meanwhile, False)."""
         turn = self.get(key)

@@ -201,13 +201,16 @@ async def _answer_turn(app: web.Application, fields: Dict[str, str], message: st
     open_id = fields.get("FromUserName", "")
     key = wechat.turn_key(fields)
     cache: wechat.TurnCache = app[keys.WECHAT_TURNS]
+    ask = lambda: _ask_rasa_text(app, f"wechat:{open_id}", message, prefix)  # noqa: E731
     turn = await cache.find(key)
     if turn is None:
         if await app[keys.THROTTLE].wait_conversation(f"wechat:{open_id}"):
             return SLOW_DOWN_TEXT  # a new message over the per-conversation limit (WeChat's retries are not counted)
-        turn, started = await cache.start(key, lambda: _ask_rasa_text(app, f"wechat:{open_id}", message, prefix))
-        if started:  # this process asks Rasa, and sends the answer through the service API if it comes late
-            turn.task.add_done_callback(lambda _t: _deliver_late(app, turn, open_id))
+        turn, started = await cache.start(key, ask)
+    else:  # one of WeChat's retries: asked again only if the gateway asking died (with REDIS_URL)
+        turn, started = await cache.resume(key, turn, ask)
+    if started:  # this process asks Rasa, and sends the answer through the service API if it comes late
+        turn.task.add_done_callback(lambda _t: _deliver_late(app, turn, open_id))
     return await _passive_answer(app, turn)
 
 

@@ -110,6 +110,53 @@ async def _answer():
     return "答"
 
 
+async def test_a_turn_whose_gateway_died_is_asked_again_by_one_other_gateway(redis_url):
+    """Gateway A claims a MsgId and dies while Rasa works on it (its task never ends, its sign of life stops): WeChat's
+    retry at B or C finds no answer and no sign of life, and exactly one of them asks Rasa again and answers."""
+    shared = [shared_state.SharedState(redis_url) for _ in "ABC"]
+    asked = []
+
+    async def ask(name):
+        asked.append(name)
+        return f"答（{name}）"
+
+    try:
+        a, b, c = (shared_state.SharedTurns(s, alive_seconds=0.3, poll_seconds=0.02) for s in shared)
+        hang = asyncio.Event()
+
+        async def dies_while_asking():
+            asked.append("A")
+            await hang.wait()
+
+        owner, started = await a.start("oDead:85001", dies_while_asking)
+        assert started
+        await asyncio.sleep(0.05)
+        # alive: a retry waits for A's answer and does not ask again
+        retry = await b.find("oDead:85001")
+        assert await b.resume("oDead:85001", retry, lambda: ask("B")) == (retry, False)
+        owner.task.cancel()  # A dies: no answer, no more signs of life
+        await asyncio.sleep(0.5)
+        retries = [await g.find("oDead:85001") for g in (b, c)]
+        (turn_b, took_b), (turn_c, took_c) = await asyncio.gather(
+            b.resume("oDead:85001", retries[0], lambda: ask("B")),
+            c.resume("oDead:85001", retries[1], lambda: ask("C")),
+        )
+        assert sorted([took_b, took_c]) == [False, True]
+        taker, other = (turn_b, turn_c) if took_b else (turn_c, turn_b)
+        answer = await taker.answer(2)
+        assert answer in ("答（B）", "答（C）") and asked == ["A", answer[2]]
+        assert await other.answer(2) == answer  # the other gateway's retry gets the same answer
+        assert await taker.claim_delivery("passive") and not await other.claim_delivery("service")
+        # and a gateway that answered is never taken over
+        await asyncio.sleep(0.5)
+        again = await c.find("oDead:85001")
+        assert await c.resume("oDead:85001", again, lambda: ask("C")) == (again, False)
+        assert asked == ["A", answer[2]]
+    finally:
+        for s in shared:
+            await s.close()
+
+
 def test_a_shared_answer_opens_only_for_its_own_turn_with_the_shared_secret():
     box = shared_state.AnswerBox()
     sealed = box.seal("anju:wechat:turn:o1:1:answer", "您家的补贴已发放")
