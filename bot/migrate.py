@@ -7,19 +7,26 @@ for DATABASE_URL (make run and make import call it); `python -m bot.migrate curr
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
+from sqlalchemy.engine import make_url
 
 from bot import db
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BASELINE = "0001"  # the schema as `create_all` made it before migrations existed
+# PostgreSQL advisory lock held by the upgrading transaction (any number, the same in every process)
+UPGRADE_LOCK = 0x616E6A75  # "anju"
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -42,13 +49,33 @@ def current(url: str | None = None) -> str | None:
         engine.dispose()
 
 
+@contextlib.contextmanager
+def _sqlite_file_lock(url: str) -> Iterator[None]:
+    """An SQLite database's upgrades one at a time, across processes: a lock on a file beside the database."""
+    path = make_url(url).database
+    if not url.startswith("sqlite") or not path or path == ":memory:":
+        yield
+        return
+    descriptor = os.open(f"{path}.upgrade-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
 def upgrade(url: str | None = None) -> str:
-    """Upgrades the database at `url` (default: the settings') to the newest revision; returns that revision."""
+    """Upgrades the database at `url` (default: the settings') to the newest revision; returns that revision.
+    Processes that start together (two gateways, a gateway and an import) upgrade one after another: the first does
+    the work, the others find nothing left to do (on PostgreSQL an advisory lock held until the upgrade commits, on
+    SQLite a file lock)."""
     url = url or db.database_url()
     config = alembic_config(url)
     engine = db.make_engine(url)
     try:
-        with engine.begin() as connection:
+        with _sqlite_file_lock(url), engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({UPGRADE_LOCK})")
             config.attributes["connection"] = connection
             tables = set(inspect(connection).get_table_names())
             if "households" in tables and "alembic_version" not in tables:

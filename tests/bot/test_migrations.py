@@ -114,3 +114,24 @@ def test_rasas_events_table_is_left_to_rasa_and_dropped_with_the_rest(empty_data
         engine.dispose()
     migrate.drop_all(empty_database_url)
     assert _columns(empty_database_url) == {}
+
+
+def _upgrade_in_a_process(url, start):
+    import time as _time
+
+    _time.sleep(max(0.0, start - _time.time()))  # all at the same instant, as gateways started together are
+    return migrate.upgrade(url)
+
+
+def test_servers_starting_together_upgrade_the_database_once(empty_database_url):
+    """Two gateways (or a gateway and `make import`) starting at the same moment both upgrade the schema: one does,
+    the others wait for it and find nothing left to do; none fails."""
+    import multiprocessing
+    import time
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        start = time.time() + 3  # after every process has imported the code
+        revisions = pool.starmap(_upgrade_in_a_process, [(empty_database_url, start)] * 4)
+    assert revisions == [migrate.head()] * 4
+    assert _columns(empty_database_url) == EXPECTED
