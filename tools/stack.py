@@ -15,12 +15,13 @@ same tracker store, with Redis's lock store when REDIS_URL is set (bot/layout.py
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Iterable
 
 import requests
 import yaml
@@ -38,6 +39,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_processes(processes: Iterable[subprocess.Popen], grace_seconds: float = 20) -> None:
+    """SIGTERM to every process still running (continued first, in case a test paused it with SIGSTOP: a stopped
+    process cannot hear it), then each given `grace_seconds` to exit before SIGKILL."""
+    processes = list(processes)
+    for process in processes:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGCONT)
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def rss_mb(pid: int) -> float:
@@ -157,13 +174,7 @@ class LocalStack:
         return {name: rss_mb(p.pid) for name, p in self.processes.items() if p.poll() is None}
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes.values())
 
     def __enter__(self) -> LocalStack:
         try:

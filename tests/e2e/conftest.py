@@ -1,7 +1,6 @@
 """Starts the real action server and Rasa server on free loopback ports, once for all end-to-end tests."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,17 +11,13 @@ import requests
 
 from bot import conversations, sealing
 from bot.settings import ROOT
+from tools.stack import free_port as _free_port
+from tools.stack import stop_processes
 
 VENV_BIN = Path(sys.executable).parent
 # the gateway runs in its own virtualenv (make install; README, Dependencies), as `make run` starts it
 GATEWAY_PYTHON = ROOT / ".venv-gateway" / "bin" / "python"
 STARTUP_SECONDS = 240
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
@@ -103,13 +98,7 @@ class Stack:
         return conversations.stored_events(sender, self.tracker_url)
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes.values())
 
 
 @pytest.fixture(scope="session")
@@ -192,11 +181,7 @@ class Gateway:
         _wait_until_up(f"{self.url}/static/style.css", self.process, self.log)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_processes([self.process], grace_seconds=10)
 
 
 @pytest.fixture(scope="session")

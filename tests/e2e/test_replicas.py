@@ -34,6 +34,7 @@ import yaml
 from bot import conversations, db, layout
 from bot.replicas import rendezvous_order
 from bot.settings import ROOT
+from tools.stack import stop_processes
 
 from .conftest import Gateway, _free_port, _load_demo_ledger, _wait_until_up
 
@@ -128,15 +129,7 @@ class Replicas:
             _wait_until_up(self.health[name], self.processes[name], self.work / f"{name}.log")
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGCONT)
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_processes(self.processes.values())
 
 
 @pytest.fixture(scope="module")
