@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 import secrets
 import struct
 import time
@@ -28,6 +29,7 @@ from yarl import URL
 from bot import db, tickets
 from bot.clients import keys, wechat
 from bot.models import TicketMessage
+from bot.web import access_log
 from bot.web import app as gateway
 from bot.web.access_log import AccessLog
 from bot.web.app import init_app
@@ -476,6 +478,15 @@ async def test_aes_key_without_app_id_refuses_to_start(settings):
         wechat.Crypto(AES_KEY, "")
 
 
+def test_the_access_logs_figures_survive_the_log_masking():
+    from bot.privacy import mask_text
+
+    for length, shown in ((0, "0"), (185, "185"), (99_999, "99999"), (123_456, "121KiB"), (10_485_760, "10240KiB")):
+        assert access_log.size(length) == shown
+        line = f'127.0.0.1 "GET /static/anju.js" status=302 bytes={access_log.size(length)} time=0.001s'
+        assert mask_text(line) == line
+
+
 def test_the_gateway_serves_with_the_access_log_without_query_strings(monkeypatch):
     served = {}
 
@@ -521,6 +532,7 @@ async def test_no_signature_in_any_log(aiohttp_client, settings, upstream, caplo
 
     await wait_for(lambda: len(access()) == 7)  # the line is written after the response
     assert len(access()) == 7 and all('"GET /wechat" ' in line or '"POST /wechat" ' in line for line in access())
+    assert all(re.search(r'" status=\d{3} bytes=\d+ time=\d+\.\d{3}s$', line) for line in access())
     everything = "\n".join(r.getMessage() for r in caplog.records)
     assert "refused a signed WeChat request" in everything
     leaked = [value for value in secret_values if value in everything]
