@@ -349,6 +349,24 @@ def _length(lines: List[str], length: Dict[str, Any], data: Dict[str, Any], out:
         rows = [[f"{100 * s:.1f}%", f"`{n}`"] for n, s in profile["self"]]
         lines += _table(["self", "function"], rows)
         lines += ["", f"Reproduce: `{BENCH} --only length`", ""]
+    lines += [
+        "What earlier profiles of this conversation showed, and what was done (README: Where conversations are kept,"
+        " Scaling; `.venv/bin/python tools/turn_cost.py --profile results/bench/turn_cost_profile.txt` profiles the"
+        " Rasa server and the action server again):",
+        "",
+        "- loading the whole tracker each turn (39% of Rasa's busy time) and featurising all of it: a bounded window"
+        " (`policies/tracker_store.py`), and what precedes it found by one index seek per kind of event;",
+        "- Rasa's lookup of each stored event's class by walking every subclass of `Event` (3–8 ms a turn):"
+        " remembered (`policies/event_types.py`);",
+        "- jsonschema re-checking its metaschema on every action reply (about 30% of Rasa's CPU under load): checked"
+        " once (`policies/action_validation.py`);",
+        "- masking every event of the tracker at every save, and SQLAlchemy opening the SQLite file anew for every"
+        " session: only new events are masked, one pooled connection;",
+        '- the action server\'s second NLU pass for the clause of a follow-up ("那在省内呢" → "在省内"; 42% of the'
+        " action server's time, as dear on Rasa as the message itself): remembered by model id and clause"
+        " (`actions/respond.py` ParseCache).",
+        "",
+    ]
 
 
 def _resources(lines: List[str], s: Dict[str, Any], data: Dict[str, Any], out: Path) -> None:
@@ -356,11 +374,12 @@ def _resources(lines: List[str], s: Dict[str, Any], data: Dict[str, Any], out: P
     startup = s.get("startup")
     if startup:
         up = ", ".join(f"{k} {v:.0f} s" for k, v in startup["up_after"].items())
+        started = len(startup["up_after"])
         lines.append(
-            f"- **Cold start**{_stale(startup, data)}: {startup['seconds']:.0f} s from starting the three processes "
-            f"(LocalStack: the commands of the Procfile, with the existing model) to the first answer through the "
-            f"gateway; health checks answered after {up} (polled every second, in that order). `make run` adds its "
-            "checks before that (install, `rasa train --dry-run`, migrations, demo ledger). "
+            f"- **Cold start**{_stale(startup, data)}: {startup['seconds']:.0f} s from starting the {started} "
+            "processes (LocalStack: the commands of the Procfile, with the existing model) to the first answer "
+            f"through the gateway; health checks answered after {up} (polled every second, in that order). "
+            "`make run` adds its checks before that (install, `rasa train --dry-run`, migrations, demo ledger). "
             f"Reproduce: `{BENCH} --only startup`"
         )
     t = s.get("train")
