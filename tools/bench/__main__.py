@@ -3,7 +3,8 @@ the headline figures. Asserts nothing: a benchmark, not a test.
 
     make bench                 everything (about 10–15 minutes on 2 cores), on a stack started on free ports
     make bench QUICK=1         the same, shorter (about 5 minutes): one 5 s window a speed cell, 1 dialogue in 8
-    make bench TRAIN=1         also times `rasa train` from an empty cache into a temporary directory (~2 min more)
+    make bench TRAIN=1         also times `rasa train` from an empty cache into a temporary directory (~5 min more);
+                               a run with no training time measured yet (a fresh clone) times it anyway
     make bench ATTACH=1        against the stack `make run` started (start it with ANJU_RATE_LIMIT_PER_IP=0)
     python -m tools.bench --only speed,length       some sections only; the others stay as the last run left them
     python -m tools.bench --replot                  redraw the figures and the report from results/bench/data.json
@@ -244,6 +245,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter: 5 s a speed cell, 1 dialogue in 8")
     parser.add_argument("--train", action="store_true", help="also time rasa train (into a temporary directory)")
+    parser.add_argument("--no-train", action="store_true", help="not even when no training time was measured yet")
     parser.add_argument("--only", default="", help=f"comma-separated sections of: {', '.join(SECTIONS)}")
     parser.add_argument("--attach", action="store_true", help="use the running `make run` stack instead of one's own")
     parser.add_argument("--replot", action="store_true", help="only redraw figures and report from data.json")
@@ -270,7 +272,8 @@ def main() -> int:
 
     if not args.replot:
         wanted = set(args.only.split(",")) if args.only else set(SECTIONS) - {"train"}
-        if args.train:
+        # training is timed when asked, and on a whole run that has no time of its own yet (a fresh clone)
+        if args.train or (not args.only and "train" not in data["sections"] and not args.no_train):
             wanted.add("train")
         unknown = wanted - set(SECTIONS)
         if unknown:
