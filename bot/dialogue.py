@@ -108,6 +108,10 @@ REGION_LITERALS = ((r"省外|外省|出省", "省外"), (r"省内|县外|外县|
 FOLLOW_ASK = re.compile(
     r"多少|钱|给|领|谁管|谁来管|找谁|咋办|怎么办|咋整|咋弄|怎么弄|怎么整|多久|能不能|够不够|行不行|报不报|给不给|有没有|能领|能报|呢$|不$|没$"
 )
+# a message of a few digits and nothing else (not a verification code: that is 6 characters, inside the check)
+ONLY_DIGITS = re.compile(r"^[0-9０-９]{1,3}[。.！!？?\s]*$")
+PICK_IN_WORDS = "请直接说您想问的事，比如“交通补贴”“孩子上学”“看病报销”，或者点下面的按钮。"
+MENU_PICKS = ["交通补贴", "就业奖补", "上学划片", "医保", "能问什么"]
 DETAILS = re.compile(r"详细说说|详细点|详细讲|具体说说|具体讲讲|展开说说|说详细|多说点|全部说说|都说说|再详细")
 ACKNOWLEDGED = re.compile(
     r"^(?:好+|好的|好嘞|好哩|行|行了|中|嗯+|哦+|知道了|晓得了|明白了|懂了|收到|了解了)[，,。.!！\s]*"
@@ -242,8 +246,13 @@ class Conversation:
             if SOLVED.search(said):
                 self.services.close_ticket()
                 return Turn([Reply("好的，这次人工服务已结束，工单已关闭。还有问题随时问我。")], state)
-        if understood.intent == "forget_verification" or is_cancel(said):
+        # "不是我是我儿子" corrects who is meant; the NLU may read its 不是 as "stop"
+        forget = understood.intent == "forget_verification" and not NOT_X_BUT_Y.search(said)
+        if forget or is_cancel(said):
             return self._cancel(state)
+        if ONLY_DIGITS.match(said) and not state.verify_step:
+            # "1" / "2" under the menu: nothing is numbered; asked in words, never waved goodbye
+            return Turn([Reply(PICK_IN_WORDS, self._buttons(MENU_PICKS))], state)
         if state.verify_step:
             turn = self._in_identity_check(said, understood, state)
         else:
@@ -377,7 +386,13 @@ class Conversation:
         if understood.intent == "chitchat" and not HUMAN.search(said) and not asks_procedure:
             response = understood.chitchat or "utter_chitchat/ask_name"
             return Turn([Reply(response=response)], replace(state, misses=0))
-        if state.topic and self._asks_procedure(said) and len(said) <= 6 and not HUMAN.search(said):
+        if (
+            state.topic
+            and self._asks_procedure(said)
+            and len(said) <= 6
+            and not HUMAN.search(said)
+            and not self._is_new_topic(understood, state)  # "找工作找谁" after 文明户 asks about work
+        ):
             return self._procedure(said, state)  # "找谁" / "去哪办" after an answer asks about that answer
         if understood.intent == "request_human" or HUMAN.search(said):
             return self._hand_off(state)
@@ -423,7 +438,9 @@ class Conversation:
                 return self._topic(rescued, understood.entities, state)
         if understood.intent in MISSED:
             situation = understood.entities.get("work_region")
-            if situation and WORK_CUE.search(said) and not state.misses:
+            # "他在外省" answering "儿子在哪里干活？" after a subsidy answer is a situation too, without 打工
+            told_where = bool(state.topic) and "work_region" in self.kb.entries[state.topic].variants and len(said) <= 8
+            if situation and (WORK_CUE.search(said) or told_where) and not state.misses:
                 return self._topic(self._subsidy_entry_for(situation), {"work_region": situation}, state)
             return self._missed(said, understood, state)
         if understood.intent == "follow_up" or self._short_follow_up(said, understood, state):
@@ -524,13 +541,19 @@ class Conversation:
         ) and understood.confidence >= TOPIC_CONFIDENCE
 
     def _is_new_topic(self, understood: Understood, state: State) -> bool:
+        """A confident question about another topic. Among the subsidies ("给多少钱" after the award may read as the
+        transport subsidy) only from a topic that is not a subsidy: "交通补贴省外多少" after 摆摊 is a new question."""
         entry = self.kb.for_intent(understood.intent)
+        current = self.kb.entries.get(state.topic) if state.topic else None
+        among_subsidies = understood.intent in SUBSIDY_INTENTS and (
+            current is None or current.intent in SUBSIDY_INTENTS
+        )
         return bool(
             entry is not None
             and entry.is_topic
             and entry.id != state.topic
             and understood.confidence >= 0.85
-            and understood.intent not in SUBSIDY_INTENTS
+            and not among_subsidies
         )
 
     def _short_follow_up(self, said: str, understood: Understood, state: State) -> bool:
@@ -750,6 +773,8 @@ class Conversation:
             return self._topic(self.kb.entries[state.topic].intent, parsed.entities, state)
         if parsed.entities:
             return self._topic("follow_up", parsed.entities, state)
+        if state.topic and PERSON_WORDS.search(corrected) and parsed.intent not in self.topic_intents:
+            return self._about_someone_else(corrected, parsed, state)  # "不是我是我儿子": the same topic, for him
         if parsed.intent not in MISSED and parsed is not understood:
             return self._answer(corrected, parsed, replace(state, topic=None))
         text = "不好意思，我理解错了。您想问的是哪一项？点下面的按钮，或者再说一遍。"
