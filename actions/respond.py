@@ -46,6 +46,7 @@ def state_of(tracker: Tracker, s: settings_module.Settings) -> dialogue.State:
     conversation and has not run out (bot.sealing): a slot written by anyone else opens to nothing."""
     values = {name: tracker.get_slot(name) for name in STATE_SLOTS}
     values["misses"] = int(values.get("misses") or 0)
+    values["asides"] = int(values.get("asides") or 0)
     values["verified_household"] = sealing.unseal(values.get("verified_household"), tracker.sender_id, s)
     if values["verified_household"] is None:
         values["household_topics"] = None

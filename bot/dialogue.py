@@ -93,8 +93,12 @@ ASKING = re.compile(
 )
 HUMAN = re.compile(
     r"转个?人工|人工客服|人工服务|找(?:个|你们的)?工作人员|要(?:找)?真人|真人(?:客服|来)|跟真人|转过去|接人工|"
-    r"(?:叫|来|派)个人(?:来)?帮"
+    r"(?:叫|来|派)个人(?:来)?帮|有人帮(?:俺|我|忙)|能不能有人|有没有人(?:能)?帮|找个?人帮|不识字"
 )
+# a question of the form 多不多 / 要不要 / 是不是
+A_NOT_A = re.compile(r"(\w)不\1")
+# after the hand-off: "等了半天没人理" is about the wait, not a question to answer
+WAITING = re.compile(r"等了|等半天|没人理|没人回|没人管|还没人|咋还不回|怎么还不回|怎么还没回|啥时候回|什么时候回")
 CONDITION = re.compile(r"干(?:够|满|了)?多久|要干|满多久|够多久|干几个月|几个月才")
 FOLLOW_UP_WRAP = re.compile(
     r"^(?:那|那么|那要是|要是|还有|再说说|再问问)|(?:呢|嘞|咧|哩|的事|的情况|也看看|也说说|咋样|怎么样)$"
@@ -181,6 +185,7 @@ class State:
     verified_household: str | None = None
     household_topics: str | None = None  # the sections of the last household answer, for "那我爱人呢"
     misses: int = 0
+    asides: int = 0  # messages in a row, while the check waits, that were something else: two, and it is dropped
 
 
 @dataclass(frozen=True)
@@ -246,6 +251,8 @@ class Conversation:
             if SOLVED.search(said):
                 self.services.close_ticket()
                 return Turn([Reply("好的，这次人工服务已结束，工单已关闭。还有问题随时问我。")], state)
+            if WAITING.search(said):
+                return Turn([Reply("抱歉让您久等了，工作人员看到就会回复您。"), Reply(self._staff_will_reply())], state)
         # "不是我是我儿子" corrects who is meant; the NLU may read its 不是 as "stop"
         forget = understood.intent == "forget_verification" and not NOT_X_BUT_Y.search(said)
         if forget or is_cancel(said):
@@ -279,6 +286,7 @@ class Conversation:
             pending_question=None,
             verified_household=None,
             household_topics=None,
+            asides=0,
         )
         return Turn([Reply(text, self._buttons(["能问什么", "转人工"]))], cleared)
 
@@ -286,7 +294,7 @@ class Conversation:
         if self.services.conversation_locked():
             return Turn([Reply(self._lock_text())], replace(state, verify_step=None, head_name=None))
         answer = parse_identity_answer(said)
-        state = replace(state, verify_step="name", pending_question=said, head_name=answer.name or None)
+        state = replace(state, verify_step="name", pending_question=said, head_name=answer.name or None, asides=0)
         if answer.name and answer.code:
             return self._verify(answer.name, answer.code, state, answer.full_id_given)
         if answer.name:
@@ -297,6 +305,8 @@ class Conversation:
         if HUMAN.search(said):
             return self._hand_off(state)
         answer = parse_identity_answer(JOINED_HAN.sub("", said))
+        if answer.name or answer.code:
+            state = replace(state, asides=0)  # back to the check
         name = answer.name or state.head_name
         code = answer.code or (self.services.recall_code() if answer.name else None)
         if code and name:
@@ -308,23 +318,47 @@ class Conversation:
             return Turn([Reply("收到后6位了。还差户主的姓名：请告诉我户主叫什么。")], state)
         if answer.name:
             return Turn([Reply(self._ask_code(answer.name))], replace(state, head_name=answer.name, verify_step="code"))
-        # not an answer to the check: a question in between is answered, and the check waits
-        question = self._is_question(understood) or PROCEDURE.search(said)
-        if question and understood.intent != "ask_household":
-            turn = self._answer(said, understood, replace(state, verify_step=None))
-            turn.state = replace(turn.state, verify_step=state.verify_step, head_name=state.head_name)
-            if not turn.state.verified_household:
-                turn.replies.append(Reply(self._resume_hint(state), self._buttons(["算了"])))
-            return turn
         if understood.intent == "ask_household":
             return Turn(
                 [Reply(self._ask_name_and_code() if not state.head_name else self._ask_code(state.head_name))], state
             )
+        if understood.intent in SOCIAL and understood.confidence >= TOPIC_CONFIDENCE and len(said) <= 8:
+            # 谢谢 / 好的再见 in the middle of the check: answered as such; a goodbye ends the check
+            reply = self._as_reply(self._reply(understood.intent), said)
+            if understood.intent == "goodbye":
+                return Turn([reply], self._check_dropped(state))
+            return Turn([reply, Reply(self._resume_hint(state), self._buttons(["算了"]))], state)
+        # not an answer to the check: a question in between (or something told at length) is answered, and the
+        # check waits; the second such message in a row means the resident moved on, and the check is dropped
+        if (
+            self._is_question(understood)
+            or PROCEDURE.search(said)
+            or ASKING.search(said)
+            or A_NOT_A.search(said)
+            or len(said) > 8
+        ):
+            turn = self._answer(said, understood, replace(state, verify_step=None))
+            if turn.state.verify_step:  # the aside was a household question: its own check now
+                turn.state = replace(turn.state, asides=0)
+                return turn
+            if state.asides >= 1:
+                turn.state = self._check_dropped(turn.state)
+                return turn
+            turn.state = replace(
+                turn.state, verify_step=state.verify_step, head_name=state.head_name, asides=state.asides + 1
+            )
+            if not turn.state.verified_household:
+                turn.replies.append(Reply(self._resume_hint(state), self._buttons(["算了"])))
+            return turn
         text = (
             "没认出户主姓名和身份证后6位。请直接发，比如：张三 123456（后6位可以打数字，也可以说“一二三四五六”）。"
             "不想查了请说“算了”。"
         )
         return Turn([Reply(text, self._buttons(["算了", "转人工"]))], state)
+
+    @staticmethod
+    def _check_dropped(state: State) -> State:
+        return replace(state, verify_step=None, head_name=None, pending_question=None, asides=0)
 
     def _verify(self, name: str, code: str, state: State, full_id_given: bool = False) -> Turn:
         result = self.services.verify(name, code)

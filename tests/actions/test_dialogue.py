@@ -464,6 +464,41 @@ def test_a_procedure_question_in_the_middle_of_the_check_is_answered(demo_databa
     assert "【医保】" in chat.say("李四 304224")
 
 
+def test_a_resident_who_moves_on_from_the_check_is_not_held_in_it(demo_database):
+    """One question in between: answered, and the check waits (with a reminder). A second in a row: the resident
+    moved on; answered, the check is dropped, and no reminder follows every later message."""
+    chat = Chat()
+    chat.say("看看俺家的补贴到了没", "ask_household")
+    text = chat.say("搬过来的人多不多", "nlu_fallback")  # the NLU unsure: still a question in between
+    assert "没认出户主姓名" not in text and "还没完成" in text
+    assert chat.state.verify_step == "name" and chat.state.asides == 1
+    text = chat.say("孩子上学去哪个学校", "ask_school")
+    assert "仰峤幼儿园" in text and "还没完成" not in text
+    assert chat.state.verify_step is None and chat.state.pending_question is None and chat.state.asides == 0
+    assert "还没完成" not in chat.say("谢谢你", "thank", confidence=0.95)
+
+
+def test_back_to_the_check_after_one_question_counts_afresh(demo_database):
+    chat = Chat()
+    chat.say("俺家能领啥补贴", "ask_household")
+    chat.say("养老院在哪", "ask_elderly_care")
+    assert chat.state.asides == 1
+    chat.say("张三")
+    assert chat.state.verify_step == "code" and chat.state.asides == 0
+    chat.say("那初中呢", "ask_school")  # one more question: the check still waits
+    assert chat.state.verify_step == "code"
+    assert "核对通过" in chat.say("125447")
+
+
+def test_thanks_and_goodbye_in_the_middle_of_the_check(demo_database):
+    chat = Chat()
+    chat.say("查查我家情况", "ask_household")
+    text = chat.say("好的谢谢", "thank", confidence=0.95)
+    assert "没认出户主姓名" not in text and "还没完成" in text and chat.state.verify_step == "name"
+    text = chat.say("再见", "goodbye", confidence=0.95)
+    assert "还没完成" not in text and chat.state.verify_step is None and chat.state.pending_question is None
+
+
 @pytest.mark.parametrize("cancel", ["算了", "哎呀 那算了吧 不查了", "以后再说", "取消"])
 def test_cancel_when_asked_for_the_name(demo_database, cancel):
     chat = Chat()
@@ -677,6 +712,25 @@ def test_asking_for_a_person_opens_a_ticket_and_later_messages_reach_it(demo_dat
     chat.say("楼道的灯坏了", "nlu_fallback")
     [ticket] = tickets_of(chat.conversation_id)
     assert ticket.texts == [("resident", "医保怎么报销"), ("resident", "楼道的灯坏了")]
+
+
+def test_waiting_for_staff_is_heard_as_waiting_and_reaches_the_ticket(demo_database):
+    chat = Chat("conv-waiting")
+    chat.say("转人工", "request_human")
+    text = chat.say("俺都等了半天了咋还没人理", "ask_elderly_care", confidence=0.7)  # the NLU may read it as 养老
+    assert "久等" in text and "工作人员" in text and "敬老院" not in text
+    [ticket] = tickets_of(chat.conversation_id)
+    assert ("resident", "俺都等了半天了咋还没人理") in ticket.texts
+
+
+@pytest.mark.parametrize(
+    "plea", ["俺不识字 能不能有人帮俺弄一下", "有没有人帮我看看这个补贴咋领", "手机我不会用 找个人帮帮我"]
+)
+def test_a_plea_for_help_is_a_hand_off(demo_database, plea):
+    chat = Chat("conv-plea")
+    text = chat.say(plea, "nlu_fallback")
+    assert "工作人员" in text and "没听明白" not in text
+    assert len(tickets_of(chat.conversation_id)) == 1
 
 
 def test_a_second_request_for_a_person_opens_no_second_ticket(demo_database):
