@@ -22,6 +22,8 @@ MISSED = ("nlu_fallback", "out_of_scope")
 NOT_IN_SOURCE = "ask_not_in_source"  # near a topic, but the source says nothing about it
 SOCIAL = ("greet", "goodbye", "thank", "ask_menu")
 SUBSIDY_INTENTS = ("ask_subsidy_general", "ask_transport_subsidy", "ask_employment_award")
+# topics that pay money out: "啥时候" about them asks when it arrives
+MONEY_INTENTS = (*SUBSIDY_INTENTS, "ask_training", "ask_education_aid", "ask_workshop_support", "ask_medical")
 CONTEXT_ENTITIES = ("work_region", "school_level")
 TOPIC_CONFIDENCE = 0.6
 # which household section a topic intent asks about (a topic question with 我家… becomes a household question)
@@ -647,6 +649,8 @@ class Conversation:
     def _procedure(self, said: str, state: State) -> Turn:
         entry = self.kb.entries[state.topic]
         wanted = "、".join(label for pattern, label in PROCEDURE_DETAILS if pattern.search(said)) or "具体怎么办"
+        if entry.intent not in MONEY_INTENTS:  # 上学 or 养老 is arranged, not paid out: nothing to arrive
+            wanted = wanted.replace("、什么时候到账", "、什么时候能办")
         contact = self.placeholders.get(CONTACT_FOR_TOPIC.get(entry.id, "contact"), self.placeholders["contact"])
         answer = self.kb.reply(entry.intent, {}, None, self.placeholders).text
         who = next((line.strip("· ") for line in answer.splitlines() if WHO_LINE.search(line)), "")

@@ -848,6 +848,27 @@ def test_procedure_follow_ups_name_the_contact(
     assert chat.state.topic == topic
 
 
+@pytest.mark.parametrize(
+    "intent, question, arrives",
+    [
+        ("ask_school", "娃上学划到哪", False),
+        ("ask_elderly_care", "老人能上门护理吗", False),
+        ("ask_training", "培训给钱不", True),
+    ],
+)
+def test_when_asks_when_money_arrives_only_for_what_pays_money(demo_database, intent, question, arrives):
+    chat = Chat()
+    chat.say(question, intent)
+    text = chat.say("啥时候", "nlu_fallback")
+    assert ("到账" in text) is arrives and "多久能办好" in text
+
+
+def test_what_the_source_does_not_say_is_not_only_about_sums(demo_database):
+    chat = Chat()
+    text = chat.say("人社局几点上班", "ask_not_in_source", confidence=0.95)
+    assert "报道里没有写" in text and "不编" in text and "说不出具体数额" not in text
+
+
 def test_a_spouse_follow_up_to_a_general_answer_asks_where_they_work(demo_database):
     chat = Chat()
     chat.say("打工路费补贴多少", "ask_transport_subsidy")
