@@ -427,7 +427,7 @@ class Conversation:
             and self._asks_procedure(said)
             and len(said) <= 6
             and not HUMAN.search(said)
-            and not self._is_new_topic(understood, state)  # "找工作找谁" after 文明户 asks about work
+            and not (self._is_new_topic(understood, state) and self._names_a_topic(said))  # "找工作该找谁" after 积分
         ):
             return self._procedure(said, state)  # "找谁" / "去哪办" after an answer asks about that answer
         if understood.intent == "request_human" or HUMAN.search(said):
@@ -563,6 +563,11 @@ class Conversation:
         if ranked and understood.intent == "follow_up" and not understood.entities and len(core) >= 2:
             return Understood(core, ranked, 0.5, {})
         return None
+
+    @staticmethod
+    def _names_a_topic(said: str) -> bool:
+        """More than the procedure words: "找工作该找谁" names work; "找谁办" / "在哪里办" name nothing."""
+        return len(PROCEDURE.sub("", said).strip("办理了呀啊呢吗嘛该要去在？?。.！! ")) >= 2
 
     @staticmethod
     def _asks_procedure(said: str) -> bool:

@@ -869,6 +869,22 @@ def test_what_the_source_does_not_say_is_not_only_about_sums(demo_database):
     assert "报道里没有写" in text and "不编" in text and "说不出具体数额" not in text
 
 
+@pytest.mark.parametrize("follow_up", ["找谁办", "在哪里办", "要带什么材料"])
+def test_a_bare_procedure_question_stays_on_the_topic_whatever_the_nlu_guesses(demo_database, follow_up):
+    """The NLU may read "找谁办" as a confident ask_job_services: it names no topic, so it asks about the last one."""
+    chat = Chat()
+    chat.say("医保怎么交", "ask_medical")
+    text = chat.say(follow_up, "ask_job_services", confidence=0.92)
+    assert "关于“医保看病”" in text and chat.state.topic == "medical"
+
+
+def test_a_procedure_question_that_names_another_topic_is_that_topic(demo_database):
+    chat = Chat()
+    chat.say("积分能换啥东西", "ask_civility")
+    text = chat.say("找工作该找谁", "ask_job_services", confidence=0.97)
+    assert "找工作" in text and "文明户积分" not in text
+
+
 def test_a_spouse_follow_up_to_a_general_answer_asks_where_they_work(demo_database):
     chat = Chat()
     chat.say("打工路费补贴多少", "ask_transport_subsidy")
