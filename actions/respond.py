@@ -98,16 +98,13 @@ class ParseCache:
         self.size = size
         self._items: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
 
     def get(self, model: str, text: str) -> dialogue.Understood | None:
         with self._lock:
             found = self._items.get((model, text))
             if found is None:
-                self.misses += 1
                 return None
             self._items.move_to_end((model, text))
-            self.hits += 1
         return dataclasses.replace(found, entities=dict(found.entities))  # each turn its own copy
 
     def put(self, model: str, text: str, understood: dialogue.Understood) -> None:

@@ -78,10 +78,15 @@ PROCEDURE = re.compile(
     r"材料|证件|证明|带啥|带什么|手续|去哪|在哪办|哪里办|到哪|找谁|怎么办理|咋办理|怎么申请|咋申请|咋领|怎么领|"
     r"多久|多长时间|到账|啥时候|什么时候|几时"
 )
+# (what the resident asks, what it is called, what it is called for a topic that pays money out)
 PROCEDURE_DETAILS = (
-    (re.compile(r"材料|证件|证明|带啥|带什么|手续"), "要带的材料"),
-    (re.compile(r"去哪|在哪办|哪里办|到哪|找谁|怎么办理|咋办理|怎么申请|咋申请|咋领|怎么领"), "到哪里办、怎么申请"),
-    (re.compile(r"多久|多长时间|到账|啥时候|什么时候|几时"), "多久能办好、什么时候到账"),
+    (re.compile(r"材料|证件|证明|带啥|带什么|手续"), "要带的材料", None),
+    (
+        re.compile(r"去哪|在哪办|哪里办|到哪|找谁|怎么办理|咋办理|怎么申请|咋申请|咋领|怎么领"),
+        "到哪里办、怎么申请",
+        None,
+    ),
+    (re.compile(r"多久|多长时间|到账|啥时候|什么时候|几时"), "多久能办好", "多久能办好、什么时候到账"),
 )
 SOLVED = re.compile(r"(?:问题)?(?:已经)?解决了|搞定了|办好了|弄好了|不用(?:人工|工作人员|转人工)了|已经好了|没事了")
 PERSON_WORDS = re.compile(
@@ -653,9 +658,11 @@ class Conversation:
 
     def _procedure(self, said: str, state: State) -> Turn:
         entry = self.kb.entries[state.topic]
-        wanted = "、".join(label for pattern, label in PROCEDURE_DETAILS if pattern.search(said)) or "具体怎么办"
-        if entry.intent not in MONEY_INTENTS:  # 上学 or 养老 is arranged, not paid out: nothing to arrive
-            wanted = wanted.replace("、什么时候到账", "、什么时候能办")
+        pays = entry.intent in MONEY_INTENTS  # 上学 or 养老 is arranged, not paid out: nothing to arrive
+        asked = [
+            (money if pays and money else label) for pattern, label, money in PROCEDURE_DETAILS if pattern.search(said)
+        ]
+        wanted = "、".join(asked) or "具体怎么办"
         contact = self.placeholders.get(CONTACT_FOR_TOPIC.get(entry.id, "contact"), self.placeholders["contact"])
         answer = self.kb.reply(entry.intent, {}, None, self.placeholders).text
         who = next((line.strip("· ") for line in answer.splitlines() if WHO_LINE.search(line)), "")

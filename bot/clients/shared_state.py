@@ -33,6 +33,10 @@ T = TypeVar("T")
 REDIS_TIMEOUT_SECONDS = 0.5
 RETRY_AFTER_SECONDS = 5.0
 ANSWER_SECONDS = 60  # an answer waits this long for WeChat's retries (they come within about 15 s), then is gone
+POLL_SECONDS = 0.05  # how often a gateway holding a retry looks for the answer another gateway is getting
+# the gateway asking Rasa for a turn says it is alive this often (a key that lasts ALIVE_SECONDS); a retry that finds
+# neither the answer nor that key knows the gateway died, and the first to claim the takeover asks Rasa again
+ALIVE_SECONDS = 3.0
 ANSWER_KEY_PURPOSE = "wechat answers shared through redis"
 
 
@@ -55,12 +59,6 @@ class AnswerBox:
         except (InvalidTag, ValueError, UnicodeDecodeError):
             logger.warning("a shared WeChat answer did not open (another secret, or altered): not delivered")
             return None
-
-
-POLL_SECONDS = 0.05  # how often a gateway holding a retry looks for the answer another gateway is getting
-# the gateway asking Rasa for a turn says it is alive this often (a key that lasts ALIVE_SECONDS); a retry that finds
-# neither the answer nor that key knows the gateway died, and the first to claim the takeover asks Rasa again
-ALIVE_SECONDS = 3.0
 
 
 class RedisDown(Exception):
@@ -251,11 +249,11 @@ class RemoteTurn:
         key: str,
         started_at: float,
         ttl: int,
+        box: AnswerBox,
         poll_seconds: float = POLL_SECONDS,
-        box: AnswerBox | None = None,
     ):
         self.shared, self.key, self.started_at, self.ttl, self.poll = shared, key, started_at, ttl, poll_seconds
-        self.box = box or AnswerBox()
+        self.box = box
 
     def age(self) -> float:
         return time.time() - self.started_at  # wall clocks: both machines keep time by NTP (WeChat needs it too)
@@ -328,7 +326,7 @@ class SharedTurns(wechat.TurnCache):
         return (
             None
             if started_at is None
-            else RemoteTurn(self.shared, shared_key, float(started_at), self.ttl, self.poll, self.box)
+            else RemoteTurn(self.shared, shared_key, float(started_at), self.ttl, self.box, self.poll)
         )
 
     async def start(self, key: str, ask: Callable[[], Awaitable[str]]) -> Tuple[wechat.Turn | RemoteTurn, bool]:
@@ -342,9 +340,8 @@ class SharedTurns(wechat.TurnCache):
         if mine is not None:
             return mine, False
         if first:
-            return RemoteTurn(self.shared, shared_key, float(first), int(self.ttl), self.poll, self.box), False
-        task = asyncio.ensure_future(self._ask_and_share(shared_key, ask))
-        return self.add(key, SharedTurn(task, self.shared, shared_key, int(self.ttl))), True
+            return RemoteTurn(self.shared, shared_key, float(first), int(self.ttl), self.box, self.poll), False
+        return self._ask_here(key, shared_key, ask), True
 
     async def resume(
         self, key: str, turn: wechat.Turn | RemoteTurn, ask: Callable[[], Awaitable[str]]
@@ -364,8 +361,16 @@ class SharedTurns(wechat.TurnCache):
         if first is not None:
             return turn, False
         logger.warning("the gateway asking Rasa for a WeChat turn went silent: this one asks again")
-        task = asyncio.ensure_future(self._ask_and_share(shared_key, ask))
-        return self.add(key, SharedTurn(task, self.shared, shared_key, int(self.ttl))), True
+        return self._ask_here(key, shared_key, ask), True
+
+    def _ask_here(self, key: str, shared_key: str, ask: Callable[[], Awaitable[str]]) -> SharedTurn:
+        """This process asks Rasa for the turn, says so while it waits, and shares the answer."""
+        return self.add(
+            key,
+            SharedTurn(
+                asyncio.ensure_future(self._ask_and_share(shared_key, ask)), self.shared, shared_key, int(self.ttl)
+            ),
+        )
 
     async def _alive(self, shared_key: str) -> None:
         """Says this gateway is alive and asking, until cancelled."""
